@@ -1,0 +1,57 @@
+"""The structure-factor grid shared by the HKL and Fdump readers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["StructureFactorGrid"]
+
+
+@dataclass(frozen=True, eq=False)
+class StructureFactorGrid:
+    """Structure-factor amplitudes on a dense Miller-index box.
+
+    ``F[i, j, k]`` is ``|F|`` (electrons, float64) of reflection
+    ``(h_min + i, k_min + j, l_min + k)``.  Reflections absent from the input
+    hold the ``default_F`` the grid was read with (0 when none was given).
+    """
+
+    F: np.ndarray
+    h_min: int
+    k_min: int
+    l_min: int
+
+    def __post_init__(self):
+        F = np.ascontiguousarray(self.F, dtype=np.float64)
+        if F.ndim != 3 or 0 in F.shape:
+            raise ValueError(f"F must be a non-empty 3-D array, got shape {F.shape}")
+        object.__setattr__(self, "F", F)
+        for name in ("h_min", "k_min", "l_min"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(h_range, k_range, l_range)``: the number of indices along each axis."""
+        return self.F.shape
+
+    @property
+    def h_max(self) -> int:
+        return self.h_min + self.F.shape[0] - 1
+
+    @property
+    def k_max(self) -> int:
+        return self.k_min + self.F.shape[1] - 1
+
+    @property
+    def l_max(self) -> int:
+        return self.l_min + self.F.shape[2] - 1
+
+    def same_as(self, other: "StructureFactorGrid") -> bool:
+        """True when both grids have the same bounds and bit-identical ``F`` (NaN == NaN)."""
+        return (
+            (self.h_min, self.k_min, self.l_min) == (other.h_min, other.k_min, other.l_min)
+            and self.F.shape == other.F.shape
+            and np.array_equal(self.F, other.F, equal_nan=True)
+        )
