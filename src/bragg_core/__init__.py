@@ -1,0 +1,29 @@
+"""bragg_core: absolute-scale nanocrystal diffraction images on any array backend.
+
+Importing the package loads NumPy only; torch, JAX, CuPy and Dask are imported
+when a caller passes their arrays or names them.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "units": "bragg_core.units",
+    "get_context": "bragg_core._backend",
+    "BackendError": "bragg_core._backend",
+    "Context": "bragg_core._backend",
+}
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY:
+        mod = importlib.import_module(_LAZY[name])
+        return mod if _LAZY[name].endswith(name) else getattr(mod, name)
+    raise AttributeError(f"module 'bragg_core' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

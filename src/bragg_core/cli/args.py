@@ -1,0 +1,421 @@
+"""nanoBragg-style argument lists -> an Experiment plus output and run options.
+
+Parsing is strict: every flag is matched by its full name (or a listed
+alias), takes a fixed number of values, and numbers must be numbers.  Errors
+raise :class:`UsageError` naming the flag.  The reference's precedence rules
+are kept where they are conventions rather than accidents (``specs/cli.md``):
+the convention fixes the pivot, only ``-custom`` geometry (any of the
+``-*_vector`` flags) honours ``-pivot`` and the pivot side effects of
+``-distance``/``-Xbeam``/``-Xclose``/``-ORGX``/``-close_distance``/``-twotheta``
+(the last one given wins), and the last of repeated flags wins.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..experiment import Beam, Crystal, Detector, Experiment, ExperimentError
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run; the message names the flag or file."""
+
+
+# flag -> (number of values, kind); kinds: f float, i int, s string, - no value
+_SPEC: dict[str, tuple[int, str]] = {
+    "-cell": (6, "f"), "-mat": (1, "s"), "-hkl": (1, "s"), "-default_F": (1, "f"),
+    "-misset": (3, "misset"), "-misset_seed": (1, "i"), "-N": (1, "f"), "-Na": (1, "f"), "-Nb": (1, "f"), "-Nc": (1, "f"),
+    "-xtalsize": (1, "f"), "-xtal_thick": (1, "f"), "-xtal_width": (1, "f"), "-xtal_height": (1, "f"),
+    "-square_xtal": (0, "-"), "-round_xtal": (0, "-"), "-gauss_xtal": (0, "-"), "-tophat_spots": (0, "-"),
+    "-fudge": (1, "f"), "-mosaic": (1, "f"), "-mosaic_dom": (1, "i"), "-mosaic_seed": (1, "i"),
+    "-phi": (1, "f"), "-osc": (1, "f"), "-phistep": (1, "f"), "-phisteps": (1, "i"),
+    "-interpolate": (0, "-"), "-nointerpolate": (0, "-"), "-dmin": (1, "f"),
+    "-lambda": (1, "f"), "-energy": (1, "f"), "-dispersion": (1, "f"), "-dispsteps": (1, "i"),
+    "-divergence": (1, "f"), "-hdivrange": (1, "f"), "-vdivrange": (1, "f"), "-hdivstep": (1, "f"),
+    "-vdivstep": (1, "f"), "-hdivsteps": (1, "i"), "-vdivsteps": (1, "i"), "-divsteps": (1, "i"),
+    "-round_div": (0, "-"), "-square_div": (0, "-"), "-sourcefile": (1, "s"),
+    "-fluence": (1, "f"), "-flux": (1, "f"), "-exposure": (1, "f"), "-beamsize": (1, "f"),
+    "-polar": (1, "f"), "-nopolar": (0, "-"), "-water": (1, "f"),
+    "-distance": (1, "f"), "-close_distance": (1, "f"), "-detsize": (1, "f"), "-detsize_f": (1, "f"),
+    "-detsize_s": (1, "f"), "-detpixels": (1, "i"), "-detpixels_f": (1, "i"), "-detpixels_s": (1, "i"),
+    "-pixel": (1, "f"), "-Xbeam": (1, "f"), "-Ybeam": (1, "f"), "-Xclose": (1, "f"), "-Yclose": (1, "f"),
+    "-ORGX": (1, "f"), "-ORGY": (1, "f"), "-pivot": (1, "s"),
+    "-mosflm": (0, "-"), "-xds": (0, "-"), "-adxv": (0, "-"), "-denzo": (0, "-"), "-dials": (0, "-"),
+    "-fdet_vector": (3, "f"), "-sdet_vector": (3, "f"), "-odet_vector": (3, "f"), "-beam_vector": (3, "f"),
+    "-polar_vector": (3, "f"), "-spindle_axis": (3, "f"), "-twotheta_axis": (3, "f"), "-pix0_vector": (3, "f"),
+    "-detector_rotx": (1, "f"), "-detector_roty": (1, "f"), "-detector_rotz": (1, "f"), "-twotheta": (1, "f"),
+    "-curved_det": (0, "-"), "-point_pixel": (0, "-"),
+    "-detector_abs": (1, "abs"), "-detector_thick": (1, "f"), "-detector_thicksteps": (1, "i"),
+    "-oversample": (1, "i"), "-oversample_omega": (0, "-"), "-oversample_polar": (0, "-"),
+    "-oversample_thick": (0, "-"), "-roi": (4, "i"), "-mask": (1, "s"), "-img": (1, "s"),
+    "-floatfile": (1, "s"), "-intfile": (1, "s"), "-noisefile": (1, "s"), "-pgmfile": (1, "s"),
+    "-scale": (1, "f"), "-pgmscale": (1, "f"), "-adc": (1, "f"), "-seed": (1, "i"),
+    "-nonoise": (0, "-"), "-nopgm": (0, "-"), "-noprogress": (0, "-"), "-progress": (0, "-"),
+    "-printout": (0, "-"), "-printout_pixel": (2, "i"), "-trace_pixel": (2, "i"), "-coherent": (0, "-"),
+    "-backend": (1, "s"), "-device": (1, "s"), "-dtype": (1, "s"), "-memory_budget": (1, "f"),
+    "-stol": (1, "s"), "-4stol": (1, "s"), "-Q": (1, "s"), "-stolout": (1, "s"),
+    "-sample_thick": (1, "f"), "-sample_width": (1, "f"), "-sample_height": (1, "f"),
+    "-density": (1, "f"), "-MW": (1, "f"),
+}
+ALIASES = {
+    "-wave": "-lambda", "-floatimage": "-floatfile", "-intimage": "-intfile", "-noiseimage": "-noisefile",
+    "-pgmimage": "-pgmfile", "-mosaic_spread": "-mosaic", "-mosaicity": "-mosaic",
+    "-mosaic_domains": "-mosaic_dom", "-detector_absorb": "-detector_abs", "-thicksteps": "-detector_thicksteps",
+    "-detpixels_x": "-detpixels_f", "-detpixels_y": "-detpixels_s", "-xtal_size": "-xtalsize",
+    "-samplesize": "-xtalsize", "-sample_size": "-xtalsize", "-xtal_x": "-xtal_thick", "-xtal_y": "-xtal_width",
+    "-xtal_z": "-xtal_height", "-sample_x": "-xtal_thick", "-sample_y": "-xtal_width", "-sample_z": "-xtal_height",
+    "-binary_spots": "-tophat_spots", "-dump_pixel": "-trace_pixel",
+}
+_CONVENTION_FLAGS = ("-mosflm", "-xds", "-adxv", "-denzo", "-dials")
+_CUSTOM_VECTORS = ("-fdet_vector", "-sdet_vector", "-odet_vector", "-beam_vector", "-polar_vector",
+                   "-spindle_axis", "-twotheta_axis", "-pix0_vector")
+_PIVOT_BEAM = ("-distance", "-Xbeam", "-Ybeam")
+_PIVOT_SAMPLE = ("-Xclose", "-Yclose", "-ORGX", "-ORGY", "-close_distance", "-twotheta")
+
+
+@dataclass
+class Options:
+    """Everything a command line asked for, in order-resolved form."""
+
+    values: dict = field(default_factory=dict)   # flag -> parsed value(s) (last wins)
+    order: list = field(default_factory=list)    # flags in order
+    warnings: list = field(default_factory=list)
+
+    def has(self, flag):
+        return flag in self.values
+
+    def get(self, flag, default=None):
+        return self.values.get(flag, default)
+
+
+def _number(flag, text, kind):
+    try:
+        if kind == "i":
+            v = float(text)
+            if v != int(v):
+                raise ValueError
+            return int(v)
+        v = float(text)
+    except ValueError:
+        what = "an integer" if kind == "i" else "a number"
+        raise UsageError(f"{flag} expects {what}, got {text!r}") from None
+    if math.isnan(v):
+        raise UsageError(f"{flag} expects a number, got {text!r}")
+    return v
+
+
+def parse_args(argv: list[str]) -> Options:
+    """Parse an argument list strictly; unknown flags and missing values are errors."""
+    opts = Options()
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        raw = argv[i]
+        if not raw.startswith("-") or raw in ("-", "--"):
+            raise UsageError(f"unexpected argument {raw!r} (values must follow their flag)")
+        flag = ALIASES.get(raw, raw)
+        if flag not in _SPEC:
+            raise UsageError(f"unknown option {raw}; see -h for the list of options")
+        n, kind = _SPEC[flag]
+        if kind == "misset":
+            if i + 1 < len(argv) and argv[i + 1].startswith("rand"):
+                opts.values[flag] = "random"
+                opts.order.append(flag)
+                i += 2
+                continue
+            n, kind = 3, "f"
+        vals = argv[i + 1:i + 1 + n]
+        if len(vals) < n or any(_looks_like_flag(v) for v in vals):
+            raise UsageError(f"{raw} expects {n} value{'s' if n != 1 else ''}")
+        if kind == "-":
+            parsed = True
+        elif kind == "s":
+            parsed = vals[0]
+        elif kind == "abs":
+            parsed = math.inf if vals[0].lower().startswith("inf") else _number(raw, vals[0], "f")
+        else:
+            parsed = [_number(raw, v, kind) for v in vals]
+            parsed = parsed[0] if n == 1 else parsed
+        opts.values[flag] = parsed
+        opts.order.append(flag)
+        i += 1 + n
+    return opts
+
+
+def _looks_like_flag(text: str) -> bool:
+    if not text.startswith("-") or len(text) < 2:
+        return False
+    try:
+        float(text)
+        return False
+    except ValueError:
+        return True
+
+
+def _last_of(opts: Options, flags) -> str | None:
+    last = None
+    for f in opts.order:
+        if f in flags:
+            last = f
+    return last
+
+
+@dataclass
+class RunConfig:
+    experiment: Experiment
+    outputs: dict
+    backend: str | None
+    device: str | None
+    dtype: str
+    seed: int
+    adc: float
+    scale: float
+    pgmscale: float
+    write_noise: bool
+    write_pgm: bool
+    progress: bool
+    memory_budget: int | None
+    fdump_written_from: Any
+    warnings: list
+
+
+def build_config(opts: Options, cwd: str = ".") -> RunConfig:
+    """Turn parsed options into an Experiment and output settings (reads input files)."""
+    from ..io import read_fdump, read_hkl, read_mosflm_matrix, read_sourcefile
+    from ..units import HC_EV_ANGSTROM
+
+    v = opts.get
+    warnings = list(opts.warnings)
+
+    # convention and pivot
+    conv_flag = _last_of(opts, _CONVENTION_FLAGS + _CUSTOM_VECTORS)
+    convention = "mosflm"
+    if conv_flag in _CUSTOM_VECTORS:
+        convention = "custom"
+    elif conv_flag is not None:
+        convention = conv_flag[1:]
+    if opts.has("-pix0_vector"):
+        warnings.append("-pix0_vector has no effect: the detector origin follows from the beam centre")
+    pivot = None
+    if convention == "custom":
+        last = _last_of(opts, _PIVOT_BEAM + _PIVOT_SAMPLE + ("-pivot",))
+        if last == "-pivot":
+            p = v("-pivot")
+            if p not in ("beam", "sample"):
+                raise UsageError(f"-pivot expects 'beam' or 'sample', got {p!r}")
+            pivot = p
+        elif last in _PIVOT_SAMPLE:
+            pivot = "sample"
+        else:
+            pivot = "beam"
+
+    # detector size
+    pixel = v("-pixel", 0.1)
+    fp = sp = None
+    if opts.has("-detpixels"):
+        fp = sp = v("-detpixels")
+    if opts.has("-detpixels_f"):
+        fp = v("-detpixels_f")
+    if opts.has("-detpixels_s"):
+        sp = v("-detpixels_s")
+    detsize_f = v("-detsize_f", v("-detsize", 102.4))
+    detsize_s = v("-detsize_s", v("-detsize", 102.4))
+    if fp is None:
+        fp = int(math.ceil(detsize_f / pixel - 0.5))
+    if sp is None:
+        sp = int(math.ceil(detsize_s / pixel - 0.5))
+
+    # beam
+    lam = v("-lambda", 1.0)
+    if opts.has("-energy"):
+        e = v("-energy")
+        if e <= 0:
+            raise UsageError(f"-energy must be positive, got {e:g}")
+        lam = HC_EV_ANGSTROM / e
+    if _last_of(opts, ("-lambda", "-energy")) == "-lambda":
+        lam = v("-lambda")
+    fluence = v("-fluence", None)
+    flux, exposure, beamsize_mm = v("-flux", 0.0), v("-exposure", 1.0), v("-beamsize", 0.1)
+    from ..units import DEFAULT_FLUENCE_PHOTONS_PER_M2
+
+    if fluence is None:
+        fluence = DEFAULT_FLUENCE_PHOTONS_PER_M2
+    if flux != 0.0 and exposure > 0.0 and beamsize_mm >= 0:
+        if beamsize_mm == 0:
+            raise UsageError("-beamsize must be positive when -flux is given")
+        fluence = flux * exposure / (beamsize_mm * 1e-3) ** 2
+    hdr = v("-hdivrange", v("-divergence"))
+    vdr = v("-vdivrange", v("-divergence"))
+    if opts.has("-divergence"):
+        last = _last_of(opts, ("-divergence", "-hdivrange"))
+        hdr = v("-divergence") if last == "-divergence" else v("-hdivrange")
+        last = _last_of(opts, ("-divergence", "-vdivrange"))
+        vdr = v("-divergence") if last == "-divergence" else v("-vdivrange")
+    hds = v("-hdivsteps", v("-divsteps"))
+    vds = v("-vdivsteps", v("-divsteps"))
+
+    # sources from a file: default positions along the convention's beam vector
+    src_pos = src_lam = None
+    if opts.has("-sourcefile"):
+        from ..geometry.detector import _CONVENTION_VECTORS
+
+        bvec = v("-beam_vector") if convention == "custom" and opts.has("-beam_vector") else \
+            _CONVENTION_VECTORS[convention]["beam"]
+        s = read_sourcefile(_path(cwd, v("-sourcefile")), beam_vector=tuple(bvec), wavelength=lam * 1e-10)
+        src_pos, src_lam = s.positions, s.wavelengths * 1e10
+
+    beam = Beam(
+        wavelength_A=lam, fluence_photons_per_m2=fluence, beam_size_mm=beamsize_mm,
+        kahn_factor=v("-polar", 0.0), polarization_correction=not (opts.has("-nopolar") and
+                                                                  _last_of(opts, ("-nopolar", "-polar")) == "-nopolar"),
+        dispersion_percent=v("-dispersion", 0.0), dispersion_steps=v("-dispsteps"),
+        hdiv_range_mrad=hdr, vdiv_range_mrad=vdr, hdiv_step_mrad=v("-hdivstep"), vdiv_step_mrad=v("-vdivstep"),
+        hdiv_steps=hds, vdiv_steps=vds,
+        round_divergence=_last_of(opts, ("-round_div", "-square_div")) != "-square_div",
+        source_positions_m=src_pos, source_wavelengths_A=src_lam, water_size_um=v("-water", 0.0),
+    )
+
+    # detector
+    rot = (v("-detector_rotx", 0.0), v("-detector_roty", 0.0), v("-detector_rotz", 0.0))
+    thick = v("-detector_thick", 0.0)
+    absd = v("-detector_abs")
+    beam_center = None
+    if opts.has("-Xbeam") or opts.has("-Ybeam"):
+        beam_center = (v("-Xbeam"), v("-Ybeam"))
+    close_point = None
+    if opts.has("-Xclose") or opts.has("-Yclose"):
+        close_point = (v("-Xclose"), v("-Yclose"))
+    org = None
+    if opts.has("-ORGX") or opts.has("-ORGY"):
+        org = (v("-ORGX"), v("-ORGY"))
+    roi = None
+    if opts.has("-roi"):
+        roi = tuple(int(x) for x in v("-roi"))
+    mask = None
+    if opts.has("-mask"):
+        from ..io import read_smv
+
+        _, mdata = read_smv(_path(cwd, v("-mask")))
+        mask = mdata
+    det_kwargs = dict(
+        fpixels=fp, spixels=sp, pixel_size_mm=pixel,
+        distance_mm=v("-distance", 100.0), close_distance_mm=v("-close_distance"),
+        convention=convention, pivot=pivot,
+        beam_center_mm=None if beam_center is None else _pair(beam_center),
+        close_point_mm=None if close_point is None else _pair(close_point),
+        xds_origin_px=None if org is None else _pair(org),
+        rotation_deg=rot, twotheta_deg=v("-twotheta", 0.0),
+        fdet_vector=v("-fdet_vector"), sdet_vector=v("-sdet_vector"), odet_vector=v("-odet_vector"),
+        beam_vector=v("-beam_vector"), polar_vector=v("-polar_vector"), spindle_axis=v("-spindle_axis"),
+        twotheta_axis=v("-twotheta_axis"), curved=opts.has("-curved_det"), point_pixel=opts.has("-point_pixel"),
+        thickness_um=thick, thickness_steps=v("-detector_thicksteps"), attenuation_depth_um=absd,
+        oversample=v("-oversample"), oversample_omega=opts.has("-oversample_omega"),
+        oversample_polar=opts.has("-oversample_polar"), oversample_thick=opts.has("-oversample_thick"),
+        roi=roi, mask=mask,
+    )
+    det_kwargs = _fill_pairs(det_kwargs)
+
+    # crystal
+    shape = "square"
+    last_shape = _last_of(opts, ("-square_xtal", "-round_xtal", "-gauss_xtal", "-tophat_spots"))
+    if last_shape:
+        shape = {"-square_xtal": "square", "-round_xtal": "round", "-gauss_xtal": "gauss",
+                 "-tophat_spots": "tophat"}[last_shape]
+    N = [1.0, 1.0, 1.0]
+    for f in opts.order:
+        if f == "-N":
+            N = [v("-N")] * 3
+        elif f in ("-Na", "-Nb", "-Nc"):
+            N["abc".index(f[-1])] = v(f)
+    N = [float(int(n)) for n in N]  # cell counts are whole numbers on the command line
+    size = None
+    sx = sy = sz = 0.0
+    for f in opts.order:
+        if f == "-xtalsize":
+            sx = sy = sz = v(f)
+        elif f == "-xtal_thick":
+            sx = v(f)
+        elif f == "-xtal_width":
+            sy = v(f)
+        elif f == "-xtal_height":
+            sz = v(f)
+    if sx > 0 or sy > 0 or sz > 0:
+        size = (sx, sy, sz)
+    cell = v("-cell")
+    recip = None
+    if opts.has("-mat"):
+        from ..io import reciprocal_vectors_from_mosflm
+
+        m = read_mosflm_matrix(_path(cwd, v("-mat")))
+        recip = reciprocal_vectors_from_mosflm(m, lam)
+    if cell is None and recip is None:
+        raise UsageError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
+    default_F = v("-default_F", 0.0)
+    grid = None
+    fdump_src = None
+    if opts.has("-hkl"):
+        grid = read_hkl(_path(cwd, v("-hkl")), default_F)
+        fdump_src = grid
+    else:
+        dump = _path(cwd, "Fdump.bin")
+        if os.path.exists(dump):
+            grid = read_fdump(dump)
+            warnings.append("reading structure factors from Fdump.bin (no -hkl given)")
+        elif default_F == 0.0:
+            raise UsageError("no structure factors: give -hkl FILE, an Fdump.bin in the working "
+                             "directory, or a non-zero -default_F")
+    misset = v("-misset")
+    interp = None
+    if opts.has("-interpolate") or opts.has("-nointerpolate"):
+        interp = _last_of(opts, ("-interpolate", "-nointerpolate")) == "-interpolate"
+    crystal = Crystal(
+        cell_A_deg=tuple(cell) if cell is not None and recip is None else None,
+        reciprocal_vectors_per_A=recip,
+        misset_deg=None if misset in (None, "random") else tuple(misset),
+        misset_random=misset == "random", misset_seed=v("-misset_seed", v("-seed", 1)),
+        N_cells=tuple(N), size_mm=size, shape=shape, fudge=v("-fudge", 1.0),
+        mosaic_spread_deg=v("-mosaic"), mosaic_domains=v("-mosaic_dom"),
+        mosaic_seed=v("-mosaic_seed", 12345678),
+        phi_start_deg=v("-phi", 0.0), osc_deg=v("-osc"), phi_step_deg=v("-phistep"), phi_steps=v("-phisteps"),
+        default_F=default_F, structure_factors=grid, interpolate=interp, dmin_A=v("-dmin", 0.0),
+    )
+    try:
+        exp = Experiment(beam=beam, detector=Detector(**det_kwargs), crystal=crystal)
+    except ExperimentError as exc:
+        raise UsageError(str(exc)) from exc
+
+    dtype = v("-dtype", "float64")
+    if dtype not in ("float32", "float64"):
+        raise UsageError(f"-dtype expects float32 or float64, got {dtype!r}")
+    outputs = {k: v(k) for k in ("-floatfile", "-intfile", "-noisefile", "-pgmfile") if opts.has(k)}
+    budget = v("-memory_budget")
+    return RunConfig(
+        experiment=exp, outputs=outputs, backend=v("-backend"), device=v("-device"), dtype=dtype,
+        seed=v("-seed", 1), adc=v("-adc", 40.0), scale=v("-scale", 0.0), pgmscale=v("-pgmscale", 0.0),
+        write_noise=not opts.has("-nonoise") or opts.has("-noisefile"),
+        write_pgm=not opts.has("-nopgm") or opts.has("-pgmfile"),
+        progress=not opts.has("-noprogress"),
+        memory_budget=None if budget is None else int(budget * 2**20),
+        fdump_written_from=fdump_src if opts.has("-hkl") else None,
+        warnings=warnings,
+    )
+
+
+def _pair(p):
+    return p
+
+
+def _fill_pairs(kw):
+    """Pairs given with one member missing keep None there; resolved by the geometry defaults."""
+    for key in ("beam_center_mm", "close_point_mm", "xds_origin_px"):
+        p = kw[key]
+        if p is not None and (p[0] is None or p[1] is None):
+            kw[key] = None if p[0] is None and p[1] is None else p
+    return kw
+
+
+def _path(cwd, p):
+    return p if os.path.isabs(p) else os.path.join(cwd, p)

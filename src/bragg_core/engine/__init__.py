@@ -1,0 +1,1 @@
+"""The simulation engine: setup of the sampled arrays, the tiled kernel, statistics."""

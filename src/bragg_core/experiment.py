@@ -1,0 +1,352 @@
+"""The validated description of an experiment: beam, detector, crystal.
+
+Frozen dataclasses with units in the field names.  The Python API and the
+command line both build these; every value is checked once, when built, and
+an invalid one raises :class:`ExperimentError` naming the field and the value.
+
+Continuous quantities may be Python numbers or arrays of any backend (a torch
+tensor that requires grad, a JAX tracer); arrays are not value-checked beyond
+their shape, so that tracing and autograd are never broken.  Discrete choices
+(convention, shape, counts) are plain Python values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Optional, Tuple
+
+from ._backend import is_scalar
+from .units import DEFAULT_FLUENCE_PHOTONS_PER_M2
+
+__all__ = ["ExperimentError", "Beam", "Detector", "Crystal", "Experiment", "CONVENTIONS", "SHAPES"]
+
+CONVENTIONS = ("mosflm", "xds", "adxv", "denzo", "dials", "custom")
+SHAPES = ("square", "round", "gauss", "tophat")
+
+
+class ExperimentError(ValueError):
+    """An experiment value that cannot describe a physical setup."""
+
+
+# ----------------------------------------------------------------------------
+# field checks
+# ----------------------------------------------------------------------------
+
+
+def _name(obj, fld):
+    return f"{type(obj).__name__}.{fld}"
+
+
+def _is_num(v):
+    return is_scalar(v) and not isinstance(v, bool)
+
+
+def _check_number(obj, fld, *, positive=False, nonneg=False, allow_none=False, allow_inf=False):
+    v = getattr(obj, fld)
+    if v is None:
+        if allow_none:
+            return
+        raise ExperimentError(f"{_name(obj, fld)} is required")
+    if not _is_num(v):
+        if hasattr(v, "shape"):
+            return  # an array: checked by shape where it is used
+        raise ExperimentError(f"{_name(obj, fld)} must be a number, got {v!r}")
+    x = float(v)
+    if math.isnan(x) or (math.isinf(x) and not allow_inf):
+        raise ExperimentError(f"{_name(obj, fld)} must be finite, got {v!r}")
+    if positive and not x > 0:
+        raise ExperimentError(f"{_name(obj, fld)} must be positive, got {v!r}")
+    if nonneg and x < 0:
+        raise ExperimentError(f"{_name(obj, fld)} must not be negative, got {v!r}")
+
+
+def _check_vector(obj, fld, n=3, *, nonzero=False, allow_none=True):
+    v = getattr(obj, fld)
+    if v is None:
+        if allow_none:
+            return
+        raise ExperimentError(f"{_name(obj, fld)} is required")
+    if hasattr(v, "shape") and not isinstance(v, (tuple, list)):
+        if tuple(v.shape) != (n,):
+            raise ExperimentError(f"{_name(obj, fld)} must have shape ({n},), got {tuple(v.shape)}")
+        return
+    try:
+        vals = [float(x) for x in v]
+    except (TypeError, ValueError):
+        raise ExperimentError(f"{_name(obj, fld)} must be {n} numbers, got {v!r}") from None
+    if len(vals) != n:
+        raise ExperimentError(f"{_name(obj, fld)} must be {n} numbers, got {v!r}")
+    if any(math.isnan(x) or math.isinf(x) for x in vals):
+        raise ExperimentError(f"{_name(obj, fld)} must be finite, got {v!r}")
+    if nonzero and all(x == 0.0 for x in vals):
+        raise ExperimentError(f"{_name(obj, fld)} must not be a zero-length vector, got {v!r}")
+
+
+def _check_pair(obj, fld):
+    """Two numbers, either of which may be None (that member keeps its default)."""
+    v = getattr(obj, fld)
+    if v is None:
+        return
+    if hasattr(v, "shape") and not isinstance(v, (tuple, list)):
+        _check_vector(obj, fld, 2)
+        return
+    if len(v) != 2:
+        raise ExperimentError(f"{_name(obj, fld)} must be 2 numbers, got {v!r}")
+    for x in v:
+        if x is not None and not hasattr(x, "shape"):
+            if not _is_num(x) or not math.isfinite(float(x)):
+                raise ExperimentError(f"{_name(obj, fld)} must be finite numbers, got {v!r}")
+
+
+def _check_int(obj, fld, *, minimum=None, allow_none=True):
+    v = getattr(obj, fld)
+    if v is None:
+        if allow_none:
+            return
+        raise ExperimentError(f"{_name(obj, fld)} is required")
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ExperimentError(f"{_name(obj, fld)} must be an integer, got {v!r}")
+    if minimum is not None and v < minimum:
+        raise ExperimentError(f"{_name(obj, fld)} must be at least {minimum}, got {v!r}")
+
+
+def _check_choice(obj, fld, choices):
+    v = getattr(obj, fld)
+    if v not in choices:
+        raise ExperimentError(f"{_name(obj, fld)} must be one of {', '.join(choices)}; got {v!r}")
+
+
+# ----------------------------------------------------------------------------
+# the description
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Beam:
+    """Incident beam: wavelength, fluence, polarization, divergence, dispersion.
+
+    Divergence follows the reference's auto-selection: any of range, step and
+    count may be left ``None``.  ``source_positions_m`` and
+    ``source_wavelengths_A`` (a source file) replace the generated sources.
+    """
+
+    wavelength_A: Any = 1.0
+    fluence_photons_per_m2: Any = DEFAULT_FLUENCE_PHOTONS_PER_M2
+    beam_size_mm: Any = 0.1
+    kahn_factor: Any = 0.0
+    polarization_correction: bool = True
+    dispersion_percent: Any = 0.0
+    dispersion_steps: Optional[int] = None
+    hdiv_range_mrad: Any = None
+    vdiv_range_mrad: Any = None
+    hdiv_step_mrad: Any = None
+    vdiv_step_mrad: Any = None
+    hdiv_steps: Optional[int] = None
+    vdiv_steps: Optional[int] = None
+    round_divergence: bool = True
+    source_positions_m: Any = None
+    source_wavelengths_A: Any = None
+    water_size_um: Any = 0.0
+
+    def __post_init__(self):
+        _check_number(self, "wavelength_A", positive=True)
+        _check_number(self, "fluence_photons_per_m2", nonneg=True)
+        _check_number(self, "beam_size_mm", nonneg=True)
+        _check_number(self, "kahn_factor")
+        _check_number(self, "dispersion_percent", nonneg=True)
+        for f in ("hdiv_range_mrad", "vdiv_range_mrad", "hdiv_step_mrad", "vdiv_step_mrad"):
+            _check_number(self, f, allow_none=True, nonneg=True)
+        for f in ("dispersion_steps", "hdiv_steps", "vdiv_steps"):
+            _check_int(self, f, minimum=0)
+        _check_number(self, "water_size_um", nonneg=True)
+        if (self.source_positions_m is None) != (self.source_wavelengths_A is None):
+            raise ExperimentError(
+                "Beam.source_positions_m and Beam.source_wavelengths_A must be given together"
+            )
+
+
+@dataclass(frozen=True)
+class Detector:
+    """Pixel detector: size, placement, orientation, sensor and sampling.
+
+    ``beam_center_mm`` is (Xbeam, Ybeam) in the convention's own meaning,
+    ``close_point_mm`` is (Xclose, Yclose), ``xds_origin_px`` is (ORGX, ORGY);
+    ``None`` selects the convention's default.  ``pivot`` is honoured only by
+    the ``custom`` convention; the others fix it.  ``roi`` is (xmin, xmax,
+    ymin, ymax), inclusive fast/slow pixel bounds.
+    """
+
+    fpixels: int = 1024
+    spixels: int = 1024
+    pixel_size_mm: Any = 0.1
+    distance_mm: Any = 100.0
+    close_distance_mm: Any = None
+    convention: str = "mosflm"
+    pivot: Optional[str] = None
+    beam_center_mm: Any = None
+    close_point_mm: Any = None
+    xds_origin_px: Any = None
+    rotation_deg: Any = (0.0, 0.0, 0.0)
+    twotheta_deg: Any = 0.0
+    fdet_vector: Any = None
+    sdet_vector: Any = None
+    odet_vector: Any = None
+    beam_vector: Any = None
+    polar_vector: Any = None
+    spindle_axis: Any = None
+    twotheta_axis: Any = None
+    curved: bool = False
+    point_pixel: bool = False
+    thickness_um: Any = 0.0
+    thickness_steps: Optional[int] = None
+    attenuation_depth_um: Any = None
+    oversample: Optional[int] = None
+    oversample_omega: bool = False
+    oversample_polar: bool = False
+    oversample_thick: bool = False
+    roi: Optional[Tuple[int, int, int, int]] = None
+    mask: Any = None
+
+    def __post_init__(self):
+        _check_int(self, "fpixels", minimum=1, allow_none=False)
+        _check_int(self, "spixels", minimum=1, allow_none=False)
+        _check_number(self, "pixel_size_mm", positive=True)
+        _check_number(self, "distance_mm", positive=True, allow_none=True)
+        _check_number(self, "close_distance_mm", positive=True, allow_none=True)
+        if self.distance_mm is None and self.close_distance_mm is None:
+            raise ExperimentError("Detector.distance_mm or Detector.close_distance_mm is required")
+        _check_choice(self, "convention", CONVENTIONS)
+        if self.pivot is not None:
+            _check_choice(self, "pivot", ("beam", "sample"))
+        for f in ("beam_center_mm", "close_point_mm", "xds_origin_px"):
+            _check_pair(self, f)
+        _check_vector(self, "rotation_deg", 3, allow_none=False)
+        _check_number(self, "twotheta_deg")
+        for f in ("fdet_vector", "sdet_vector", "odet_vector", "beam_vector", "polar_vector",
+                  "spindle_axis", "twotheta_axis"):
+            _check_vector(self, f, 3, nonzero=True)
+        _check_number(self, "thickness_um", nonneg=True)
+        _check_int(self, "thickness_steps", minimum=0)
+        _check_number(self, "attenuation_depth_um", allow_none=True, nonneg=True, allow_inf=True)
+        _check_int(self, "oversample", minimum=0)
+        if self.roi is not None:
+            if len(self.roi) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.roi):
+                raise ExperimentError(f"Detector.roi must be four integers (xmin xmax ymin ymax), got {self.roi!r}")
+        if self.mask is not None and tuple(getattr(self.mask, "shape", ())) != (self.spixels, self.fpixels):
+            raise ExperimentError(
+                f"Detector.mask must have shape (spixels, fpixels) = {(self.spixels, self.fpixels)}, "
+                f"got {tuple(getattr(self.mask, 'shape', ()))}"
+            )
+
+
+@dataclass(frozen=True)
+class Crystal:
+    """Crystal: unit cell, orientation, size, shape, mosaicity, rotation, structure factors.
+
+    Give either ``cell_A_deg`` (a, b, c in Angstrom, alpha, beta, gamma in
+    degrees) or ``reciprocal_vectors_per_A`` (rows a*, b*, c*, wavelength
+    already removed, as from a MOSFLM matrix).  ``misset_deg`` rotates the
+    reciprocal cell about x, y, then z; ``misset_random`` draws it from the
+    reference's generator with ``misset_seed``.  ``size_mm`` (x, y, z), when
+    given, sets the cell counts to ceil(size / cell length).
+    """
+
+    cell_A_deg: Any = None
+    reciprocal_vectors_per_A: Any = None
+    misset_deg: Any = None
+    misset_random: bool = False
+    misset_seed: int = 1
+    N_cells: Any = (1, 1, 1)
+    size_mm: Any = None
+    shape: str = "square"
+    fudge: Any = 1.0
+    mosaic_spread_deg: Any = None
+    mosaic_domains: Optional[int] = None
+    mosaic_seed: int = 12345678
+    phi_start_deg: Any = 0.0
+    osc_deg: Any = None
+    phi_step_deg: Any = None
+    phi_steps: Optional[int] = None
+    default_F: Any = 0.0
+    structure_factors: Any = None
+    interpolate: Optional[bool] = None
+    dmin_A: Any = 0.0
+
+    def __post_init__(self):
+        if self.cell_A_deg is None and self.reciprocal_vectors_per_A is None:
+            raise ExperimentError("Crystal needs cell_A_deg or reciprocal_vectors_per_A")
+        if self.cell_A_deg is not None:
+            _check_vector(self, "cell_A_deg", 6)
+            cell = self.cell_A_deg
+            if not hasattr(cell, "shape") or isinstance(cell, (tuple, list)):
+                vals = [float(x) for x in cell]
+                if any(x <= 0 for x in vals[:3]):
+                    raise ExperimentError(f"Crystal.cell_A_deg lengths must be positive, got {tuple(cell)!r}")
+                if any(not 0 < x < 180 for x in vals[3:]):
+                    raise ExperimentError(
+                        f"Crystal.cell_A_deg angles must lie strictly between 0 and 180 degrees, got {tuple(cell)!r}"
+                    )
+                al, be, ga = (math.radians(x) for x in vals[3:])
+                s = (al + be + ga) / 2
+                skew = math.sin(s) * math.sin(s - al) * math.sin(s - be) * math.sin(s - ga)
+                if not skew > 1e-12:
+                    raise ExperimentError(f"Crystal.cell_A_deg has zero volume: {tuple(cell)!r}")
+        if self.reciprocal_vectors_per_A is not None:
+            m = self.reciprocal_vectors_per_A
+            if tuple(getattr(m, "shape", (len(m), len(m[0])))) != (3, 3):
+                raise ExperimentError("Crystal.reciprocal_vectors_per_A must be a 3x3 matrix")
+            if not hasattr(m, "__array_namespace__") and not type(m).__module__.startswith(("torch", "jax")):
+                import numpy as np
+
+                arr = np.asarray(m, dtype=float)
+                if not np.all(np.isfinite(arr)) or abs(np.linalg.det(arr)) < 1e-300:
+                    raise ExperimentError("Crystal.reciprocal_vectors_per_A must be finite with non-zero volume")
+        _check_vector(self, "misset_deg", 3)
+        _check_vector(self, "N_cells", 3, allow_none=False)
+        if not hasattr(self.N_cells, "shape") or isinstance(self.N_cells, (tuple, list)):
+            if any(not (float(n) >= 0) for n in self.N_cells):
+                raise ExperimentError(f"Crystal.N_cells must not be negative, got {tuple(self.N_cells)!r}")
+        _check_vector(self, "size_mm", 3)
+        _check_choice(self, "shape", SHAPES)
+        _check_number(self, "fudge", positive=True)
+        _check_number(self, "mosaic_spread_deg", allow_none=True, nonneg=True)
+        _check_int(self, "mosaic_domains", minimum=0)
+        _check_number(self, "phi_start_deg")
+        _check_number(self, "osc_deg", allow_none=True)
+        _check_number(self, "phi_step_deg", allow_none=True)
+        _check_int(self, "phi_steps", minimum=0)
+        _check_number(self, "default_F", nonneg=True)
+        _check_number(self, "dmin_A", nonneg=True)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A whole simulation: beam, detector, crystal."""
+
+    beam: Beam = field(default_factory=Beam)
+    detector: Detector = field(default_factory=Detector)
+    crystal: Crystal = field(default_factory=lambda: Crystal(cell_A_deg=(100, 100, 100, 90, 90, 90)))
+
+    def __post_init__(self):
+        for f, cls in (("beam", Beam), ("detector", Detector), ("crystal", Crystal)):
+            if not isinstance(getattr(self, f), cls):
+                raise ExperimentError(f"Experiment.{f} must be a {cls.__name__}")
+
+    def replace(self, **changes):
+        """A copy with some of beam/detector/crystal's fields changed (``detector__distance_mm=...``)."""
+        parts = {"beam": {}, "detector": {}, "crystal": {}}
+        for key, val in changes.items():
+            part, _, name = key.partition("__")
+            if part not in parts or not name:
+                raise ExperimentError(f"unknown change {key!r}; use e.g. detector__distance_mm")
+            parts[part][name] = val
+        return Experiment(
+            beam=replace(self.beam, **parts["beam"]),
+            detector=replace(self.detector, **parts["detector"]),
+            crystal=replace(self.crystal, **parts["crystal"]),
+        )
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in fields(cls)]

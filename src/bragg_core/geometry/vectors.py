@@ -1,0 +1,64 @@
+"""Small 3-vector helpers written against the array API (last axis = x, y, z)."""
+
+from __future__ import annotations
+
+
+def dot(xp, u, v):
+    """u . v over the last axis."""
+    return xp.sum(u * v, axis=-1)
+
+
+def cross(xp, u, v):
+    """u x v over the last axis, from components (Dask has no linalg.cross)."""
+    ux, uy, uz = u[..., 0], u[..., 1], u[..., 2]
+    vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
+    return xp.stack([uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx], axis=-1)
+
+
+def norm(xp, u):
+    return xp.sqrt(dot(xp, u, u))
+
+
+def unit(xp, u):
+    """u / |u|; a zero vector stays zero (no division by zero, safe for autograd)."""
+    n = norm(xp, u)
+    safe = xp.where(n == 0, xp.ones_like(n), n)
+    return xp.where(n[..., None] == 0, xp.zeros_like(u), u / safe[..., None])
+
+
+def rotate_xyz(xp, v, rx, ry, rz):
+    """Rotate v about x by rx, then about y by ry, then about z by rz (radians)."""
+    cx, sx = xp.cos(rx), xp.sin(rx)
+    cy, sy = xp.cos(ry), xp.sin(ry)
+    cz, sz = xp.cos(rz), xp.sin(rz)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    y, z = y * cx - z * sx, y * sx + z * cx
+    x, z = x * cy + z * sy, -x * sy + z * cy
+    x, y = x * cz - y * sz, x * sz + y * cz
+    return xp.stack([x, y, z], axis=-1)
+
+
+def rotate_axis(xp, v, axis, angle):
+    """Rotate v by ``angle`` (rad) about ``axis`` (Rodrigues; the axis is used as given)."""
+    c = xp.cos(angle)
+    s = xp.sin(angle)
+    d = dot(xp, axis, v)
+    ax, ay, az = axis[..., 0], axis[..., 1], axis[..., 2]
+    vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
+    out_x = ax * d * (1 - c) + vx * c + (-az * vy + ay * vz) * s
+    out_y = ay * d * (1 - c) + vy * c + (az * vx - ax * vz) * s
+    out_z = az * d * (1 - c) + vz * c + (-ay * vx + ax * vy) * s
+    return xp.stack([out_x, out_y, out_z], axis=-1)
+
+
+def rotation_matrix_axis(xp, axis, angle):
+    """3x3 matrix R with R @ v == rotate_axis(v, axis, angle); broadcasts over angle."""
+    eye = xp.eye(3, dtype=axis.dtype, device=_dev(axis))
+    cols = [rotate_axis(xp, eye[i], axis, angle) for i in range(3)]  # images of e_x, e_y, e_z
+    return xp.stack(cols, axis=-1)
+
+
+def _dev(x):
+    from .._backend import _compat
+
+    return _compat().device(x)

@@ -1,0 +1,1 @@
+"""Physics terms, one small function per idea, each written against the array API."""

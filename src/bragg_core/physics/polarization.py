@@ -1,0 +1,27 @@
+"""Kahn polarization factor of the scattered intensity (dimensionless)."""
+
+from __future__ import annotations
+
+from ..geometry.vectors import cross, dot, unit
+
+
+def kahn_factor(xp, incident, diffracted, e_axis, kahn):
+    """P = (1 + cos^2 2theta - K cos(2 psi) sin^2 2theta) / 2.
+
+    ``incident`` and ``diffracted`` are unit vectors (broadcastable, last axis
+    xyz); psi is the azimuth of the diffracted ray about the incident beam,
+    measured from the E-vector plane defined by ``e_axis``.  cos(2 psi) is
+    formed from the projections directly, which stays finite (and
+    differentiable) when the ray lies along the beam.
+    """
+    c2t = dot(xp, incident, diffracted)
+    c2t2 = c2t * c2t
+    s2t2 = 1.0 - c2t2
+    b_in = unit(xp, cross(xp, e_axis, incident))
+    e_in = unit(xp, cross(xp, incident, b_in))
+    e_out = dot(xp, diffracted, e_in)
+    b_out = dot(xp, diffracted, b_in)
+    r2 = e_out * e_out + b_out * b_out
+    safe = xp.where(r2 == 0, xp.ones_like(r2), r2)
+    cos2psi = xp.where(r2 == 0, xp.ones_like(r2), (e_out * e_out - b_out * b_out) / safe)
+    return 0.5 * (1.0 + c2t2 - kahn * cos2psi * s2t2)

@@ -1,0 +1,158 @@
+"""The reference's random-number stream, reproduced exactly (host side, NumPy).
+
+Mosaic-domain orientations and random crystal missetting must equal the
+reference's for the same seeds, so the uniform generator is the classic
+minimal-standard Lehmer generator with a 32-entry Bays-Durham shuffle table
+(multiplier 16807, modulus 2**31 - 1, Schrage factorisation).  As in the
+reference, one shuffle table is shared by every stream of a run; a stream
+re-seeds it whenever it is called with a non-positive seed.
+
+These routines run once per simulation, sequentially, on the host; their
+results are moved to the compute device by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_IA = 16807
+_IM = 2147483647
+_IQ = 127773
+_IR = 2836
+_NTAB = 32
+_NDIV = 1 + (_IM - 1) // _NTAB
+_AM = 1.0 / _IM
+_RNMX = 1.0 - 1.2e-7
+
+
+def _lehmer(state: int) -> int:
+    k = int(state / _IQ)  # C integer division truncates toward zero
+    state = _IA * (state - k * _IQ) - _IR * k
+    if state < 0:
+        state += _IM
+    return state
+
+
+class ShuffledLehmer:
+    """Uniform deviates on (0, 1) as float32, bit-equal to the reference stream.
+
+    ``seed`` follows the reference's convention: a non-positive value
+    (re)initialises the shuffle table from ``-seed``.
+    """
+
+    def __init__(self) -> None:
+        self._iy = 0
+        self._iv = [0] * _NTAB
+
+    def uniform(self, seed: list[int]) -> np.float32:
+        """Next deviate; ``seed`` is a one-element list updated in place."""
+        idum = seed[0]
+        if idum <= 0 or not self._iy:
+            idum = 1 if -idum < 1 else -idum
+            for j in range(_NTAB + 7, -1, -1):
+                idum = _lehmer(idum)
+                if j < _NTAB:
+                    self._iv[j] = idum
+            self._iy = self._iv[0]
+        idum = _lehmer(idum)
+        j = self._iy // _NDIV
+        self._iy = self._iv[j]
+        self._iv[j] = idum
+        seed[0] = idum
+        temp = np.float32(_AM * self._iy)  # double product, stored as float
+        return np.float32(_RNMX) if float(temp) > _RNMX else temp
+
+
+def spherical_cap_rotation(stream: ShuffledLehmer, seed: list[int], cap_rad: float) -> np.ndarray:
+    """A random rotation (3x3, float64) uniform over a spherical cap.
+
+    Three deviates r1, r2, r3 on [-1, 1] give an axis (sqrt(1-r2^2) sin(pi r1),
+    sqrt(1-r2^2) cos(pi r1), r2) and an angle cap * (1 - r3^2)^(1/3), the angle
+    evaluated in single precision as the reference does.  ``cap_rad`` = pi/2
+    covers the whole sphere.
+    """
+    r1 = 2.0 * float(stream.uniform(seed)) - 1.0
+    r2 = 2.0 * float(stream.uniform(seed)) - 1.0
+    r3 = 2.0 * float(stream.uniform(seed)) - 1.0
+    xyrad = math.sqrt(1.0 - r2 * r2)
+    cap32 = np.float32(cap_rad)
+    # single-precision power, correctly rounded (evaluate in double, round once)
+    base = float(np.float32(1.0 - r3 * r3))
+    root = np.float32(base ** float(np.float32(1.0 / 3.0)))
+    rot = float(np.float32(cap32 * root))
+    v1 = xyrad * math.sin(math.pi * r1)
+    v2 = xyrad * math.cos(math.pi * r1)
+    v3 = r2
+    c = math.cos(rot)
+    s = math.sin(rot)
+    t = 1.0 - c
+    return np.array(
+        [
+            [c + t * v1 * v1, t * v1 * v2 - s * v3, t * v1 * v3 + s * v2],
+            [t * v1 * v2 + s * v3, c + t * v2 * v2, t * v2 * v3 - s * v1],
+            [t * v1 * v3 - s * v2, t * v2 * v3 + s * v1, c + t * v3 * v3],
+        ],
+        dtype=np.float64,
+    )
+
+
+def rotation_to_xyz_angles(umat: np.ndarray) -> tuple[float, float, float]:
+    """Angles (rad) about x, then y, then z that reproduce a rotation matrix.
+
+    The rows are re-normalised first (a zero row is replaced by the cross
+    product of the other two), as the reference does before extracting angles.
+    """
+    u = np.array(umat, dtype=np.float64).reshape(3, 3).copy()
+    norms = np.sqrt((u * u).sum(axis=1))
+    for i in range(3):
+        if norms[i] > 0:
+            u[i] /= norms[i]
+    for i in range(3):
+        if norms[i] <= 0:
+            other = np.cross(u[(i + 1) % 3], u[(i + 2) % 3])
+            m = math.sqrt(float(other @ other))
+            u[i] = other / m if m > 0 else other
+    norms = np.sqrt((u * u).sum(axis=1))
+    for i in range(3):
+        if norms[i] > 0:
+            u[i] /= norms[i]
+    uxx, uxy = u[0, 0], u[0, 1]
+    uyx, uyy = u[1, 0], u[1, 1]
+    uzx, uzy, uzz = u[2]
+    if uzx * uzx < 1.0:
+        rotx = math.atan2(uzy, uzz)
+        roty = math.atan2(-uzx, math.sqrt(uzy * uzy + uzz * uzz))
+        rotz = math.atan2(uyx, uxx)
+    else:
+        rotx = math.atan2(1, 1) * 4
+        roty = math.atan2(1, 1) * 2
+        rotz = math.atan2(uxy, -uyy)
+    return rotx, roty, rotz
+
+
+def mosaic_rotations(spread_rad: float, n_domains: int, seed: int, stream: ShuffledLehmer | None = None) -> np.ndarray:
+    """``(n_domains, 3, 3)`` domain rotations; domain 0 is the identity.
+
+    ``seed`` is the reference's (negative) seed value.  Every domain, the first
+    included, consumes three deviates, so domain k equals the reference's.
+    """
+    stream = stream or ShuffledLehmer()
+    state = [int(seed)]
+    out = np.empty((n_domains, 3, 3), dtype=np.float64)
+    for i in range(n_domains):  # sequential RNG: runs once, on the host
+        out[i] = spherical_cap_rotation(stream, state, spread_rad)
+    if n_domains:
+        out[0] = np.eye(3)
+    return out
+
+
+def random_misset_angles(seed: int, stream: ShuffledLehmer | None = None) -> tuple[float, float, float]:
+    """Random orientation as x, y, z misset angles (rad), as the reference draws it.
+
+    The reference passes 90 to its cap sampler, which treats it as radians.
+    """
+    stream = stream or ShuffledLehmer()
+    umat = spherical_cap_rotation(stream, [int(seed)], 90.0)
+    return rotation_to_xyz_angles(umat)
