@@ -1,0 +1,161 @@
+"""Entry point of ``python -m bragg_core`` and the ``bragg_core`` console script.
+
+Everything that can fail on bad input (parsing, input files, the experiment
+description, the backend) fails before any output is written; outputs are
+then written atomically.  Errors print one sentence naming the problem and
+exit with status 2 (1 for a failure while simulating); no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .usage import USAGE
+
+
+class _Progress:
+    """A tqdm bar on a terminal, nothing otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled and total > 0 and sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="px", unit_scale=True, leave=False, file=sys.stderr)
+            except ImportError:
+                self.bar = None
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"bragg_core: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help", "-help") for a in argv):
+        sys.stdout.write(USAGE)
+        return 0
+    if not argv:
+        sys.stderr.write(USAGE)
+        return 2
+    from .args import UsageError, build_config, parse_args
+
+    try:
+        cfg = build_config(parse_args(argv), os.getcwd())
+    except UsageError as exc:
+        if "no structure factors" in str(exc) or "no unit cell" in str(exc):
+            sys.stderr.write(USAGE)
+        return _fail(str(exc))
+    except (OSError, ValueError) as exc:  # unreadable or malformed input files
+        return _fail(str(exc))
+    try:
+        return _run(cfg)
+    except KeyboardInterrupt:
+        return _fail("interrupted; no output written", 130)
+
+
+def _run(cfg) -> int:
+    import numpy as np
+
+    from .. import io
+    from .._backend import BackendError, to_numpy
+    from ..noise import noise_image
+    from ..simulate import simulate
+
+    for w in cfg.warnings:
+        print(f"WARNING: {w}")
+    if cfg.backend == "jax" and cfg.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    exp = cfg.experiment
+    det = exp.detector
+    n_pix = det.fpixels * det.spixels
+    bar = _Progress(n_pix, cfg.progress)
+    try:
+        sim = simulate(exp, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype,
+                       memory_budget_bytes=cfg.memory_budget, progress=bar)
+    except BackendError as exc:
+        return _fail(str(exc))
+    except MemoryError:
+        return _fail("out of memory; lower -memory_budget")
+    finally:
+        bar.close()
+    for w in sim.setup.warnings:
+        print(f"WARNING: {w}")
+    setup = sim.setup
+    image = np.asarray(to_numpy(sim.image), dtype=np.float32)
+    st = sim.stats
+    print(f"  {setup.n_sources} sources, {setup.n_mosaic} mosaic domains, {setup.phi.count} phi steps, "
+          f"{setup.oversample}x{setup.oversample} pixel oversample steps, {setup.thick.count} sensor layers")
+    print(f"max_I = {st.max_I:g}  at {st.max_I_fast_m:g} {st.max_I_slow_m:g}")
+    print(f"mean= {st.mean:g} rms= {st.rms:g} rmsd= {st.rmsd:g}")
+
+    # assemble every output in memory, then write them all atomically
+    xmin, xmax, ymin, ymax = setup.roi
+    ys, xs = np.mgrid[0:det.spixels, 0:det.fpixels]
+    roi = (xs >= xmin) & (xs <= xmax) & (ys >= ymin) & (ys <= ymax)
+    outputs = []
+    outputs.append((cfg.outputs.get("-floatfile", "floatimage.bin"), image.astype("<f4").tobytes()))
+    scale = io.int_image_scale(st.max_I, cfg.scale)
+    print(f"intfile_scale = {scale:g}")
+    header = _header(setup, exp)
+    ints = io.int_image(image, scale, cfg.adc, roi)
+    outputs.append((cfg.outputs.get("-intfile", "intimage.img"), _smv_bytes(header, ints)))
+    if cfg.write_pgm:
+        pscale = io.pgm_auto_scale(cfg.pgmscale, st.rmsd, scale)
+        print(f"pgm_scale = {pscale:g}")
+        outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), io.pgm_bytes(image, pscale, roi)))
+    if cfg.write_noise:
+        noise = noise_image(image, seed=cfg.seed, adc_offset=cfg.adc, roi_mask=roi)
+        print(f"{noise.photons:.0f} photons on noise image ({noise.overloads} overloads)")
+        nheader = _header(setup, exp, noise_image=True)
+        outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, noise.image)))
+    if cfg.fdump_written_from is not None:
+        outputs.append(("Fdump.bin", io.fdump_bytes(cfg.fdump_written_from)))
+    try:
+        for path, data in outputs:
+            io.atomic_write(path, data)
+            print(f"writing {path}")
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}", 1)
+    return 0
+
+
+def _smv_bytes(header, data):
+    from .. import io
+    import numpy as np
+
+    return io.smv_header(header) + np.asarray(data, dtype="<u2").tobytes()
+
+
+def _header(setup, exp, noise_image=False):
+    from .. import io
+    from .._backend import to_numpy
+
+    dg = setup.detector
+    f = lambda x: float(to_numpy(x))  # noqa: E731
+    dials = [float(v) for v in to_numpy(dg.dials_origin_mm)]
+    osc = setup.phi.range
+    return io.SMVHeader.from_geometry(
+        fpixels=dg.fpixels, spixels=dg.spixels, pixel_size=f(dg.pixel_size_m), distance=f(dg.distance_m),
+        wavelength=float(exp.beam.wavelength_A) * 1e-10, xbeam=f(dg.Xbeam_m), ybeam=f(dg.Ybeam_m),
+        fbeam=f(dg.Fbeam_m), sbeam=f(dg.Sbeam_m), detsize_s=f(dg.detsize_s_m), dials_origin=dials,
+        orgx=f(dg.orgx_px), orgy=f(dg.orgy_px), close_distance=f(dg.close_distance_m),
+        phi0=f(setup.phi0_rad), osc=osc, twotheta=f(dg.twotheta_rad), noise_image=noise_image,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The command-line usage text."""
+
+USAGE = """\
+usage: bragg_core -cell a b c alpha beta gamma (or -mat A.mat) -hkl Fs.hkl (or -default_F F) [options]
+
+Simulates the absolute-scale diffraction image of a nanocrystal (nanoBragg flags).
+
+crystal:
+  -cell a b c al be ga   unit cell (Angstrom, degrees)       -mat FILE    MOSFLM orientation matrix
+  -hkl FILE              h k l F text file                   -default_F F amplitude of unlisted reflections
+  -misset x y z|random   crystal rotation about x, y, z (deg) -misset_seed N
+  -N n, -Na -Nb -Nc      unit cells along each axis          -xtalsize mm (also -xtal_thick/_width/_height)
+  -square_xtal | -round_xtal | -gauss_xtal | -tophat_spots    shape transform; -fudge f
+  -mosaic deg  -mosaic_dom n  -mosaic_seed N                  isotropic mosaic spread and domains
+  -phi deg  -osc deg  -phistep deg  -phisteps n               spindle rotation
+  -interpolate | -nointerpolate                               tricubic F interpolation (auto: N <= 2)
+  -dmin A                skip paths with resolution finer than dmin
+beam:
+  -lambda A | -energy eV -dispersion %  -dispsteps n          wavelength and spectral spread
+  -divergence mrad  -hdivrange/-vdivrange mrad  -hdivstep/-vdivstep mrad  -hdivsteps/-vdivsteps/-divsteps n
+  -round_div | -square_div                                    elliptical (default) or full divergence grid
+  -sourcefile FILE       X Y Z weight lambda per source      -fluence ph/m^2 | -flux ph/s -exposure s -beamsize mm
+  -polar K  -nopolar     Kahn polarization factor (default 0: unpolarised)
+  -water um              water background around the crystal
+detector:
+  -distance mm  -close_distance mm  -pixel mm  -detpixels n (-detpixels_f/_s)  -detsize mm (-detsize_f/_s)
+  -mosflm | -denzo | -adxv | -xds | -dials                    beam-centre convention (default mosflm)
+  -Xbeam -Ybeam mm  -Xclose -Yclose mm  -ORGX -ORGY px        beam centre / near point / XDS origin
+  -fdet_vector -sdet_vector -odet_vector -beam_vector -polar_vector -spindle_axis -twotheta_axis x y z
+  -pivot beam|sample     (custom geometry only)              -detector_rotx/_roty/_rotz deg  -twotheta deg
+  -curved_det  -point_pixel                                   -detector_thick um -detector_abs um -detector_thicksteps n
+  -oversample n  -oversample_omega  -oversample_polar  -oversample_thick
+  -roi xmin xmax ymin ymax  -mask FILE.img  -img FILE.img
+output:
+  -floatfile FILE (floatimage.bin)  -intfile FILE (intimage.img)  -noisefile FILE (noiseimage.img)
+  -pgmfile FILE (image.pgm)  -scale s  -pgmscale s  -adc offset (40)  -seed N  -nonoise  -nopgm  -noprogress
+engine:
+  -backend numpy|torch|cupy|jax|dask|array_api_strict  -device NAME  -dtype float32|float64
+  -memory_budget MiB     working memory per tile (default 64)
+"""
