@@ -192,3 +192,16 @@ def test_fuzz_bytes(data):
     except SMVFormatError:
         return
     assert image.shape == (int(header["SIZE2"]), int(header["SIZE1"]))
+
+
+def test_overlong_header_grows_header_bytes():
+    fields = _header()
+    for key in ("PIXEL_SIZE", "DISTANCE", "WAVELENGTH", "PHI", "OSC_START", "OSC_RANGE",
+                "TWOTHETA", "XDS_ORGX", "XDS_ORGY", "CLOSE_DISTANCE", "BEAM_CENTER_X"):
+        fields[key] = "-1.23457e-100"
+    fields["DIALS_ORIGIN"] = "-1.23457e-100,-1.23457e-100,-1.23457e-100"
+    head = smv_header(fields)
+    assert len(head) == 1024 and head.startswith(b"{\nHEADER_BYTES=1024;\n")
+    header, image = parse_smv(head + bytes(12))
+    assert image.shape == (2, 3) and header["TWOTHETA"] == "-1.23457e-100"
+    assert smv_header(header) == head

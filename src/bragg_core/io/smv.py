@@ -108,11 +108,13 @@ class SMVHeader:
     def from_mapping(cls, items: Mapping) -> "SMVHeader":
         """Build from header keys (``"PIXEL_SIZE"`` ...), values as str or numbers.
 
-        Keys the reference writes with fixed values (``HEADER_BYTES``, ``DIM``,
-        ``TYPE``, ``DETECTOR_SN``, ``BEAMLINE``) may be present but must hold
-        those values; any other key raises :class:`ValueError`.
+        Keys the reference writes with fixed values (``DIM``, ``TYPE``,
+        ``DETECTOR_SN``, ``BEAMLINE``) may be present but must hold those
+        values; ``HEADER_BYTES`` is ignored (it follows from the header's
+        length); any other key raises :class:`ValueError`.
         """
         items = dict(items)
+        items.pop("HEADER_BYTES", None)
         for key, fixed in _FIXED.items():
             if key in items and str(items.pop(key)).strip() != fixed:
                 raise ValueError(f"SMV header key {key} must be {fixed!r}")
@@ -139,21 +141,28 @@ class SMVHeader:
         return {f.name.upper(): v for f, v in zip(fields(self), astuple(self))}
 
 
-_FIXED = {"HEADER_BYTES": "512", "DIM": "2", "TYPE": "unsigned_short",
+_FIXED = {"DIM": "2", "TYPE": "unsigned_short",
           "DETECTOR_SN": "000", "BEAMLINE": "fake"}
 
 
 def smv_header(header: SMVHeader | Mapping) -> bytes:
     """The reference's 512-byte SMV header for ``header`` (an :class:`SMVHeader`
-    or a mapping accepted by :meth:`SMVHeader.from_mapping`)."""
+    or a mapping accepted by :meth:`SMVHeader.from_mapping`).
+
+    The text is at most 512 bytes unless many values need exponents (about 450
+    bytes with short values; each ``%g`` value takes up to 13 characters).  The
+    reference then writes past byte 512 while announcing ``HEADER_BYTES=512``,
+    which shifts the image data; here ``HEADER_BYTES`` grows to the next
+    multiple of 512 instead, so the file stays readable.
+    """
     h = header if isinstance(header, SMVHeader) else SMVHeader.from_mapping(header)
     g = c_format_g
     if h.byte_order not in ("little_endian", "big_endian"):
         raise ValueError(f"BYTE_ORDER must be little_endian or big_endian, not {h.byte_order!r}")
     if len(h.dials_origin) != 3:
         raise ValueError("dials_origin must have 3 components")
-    text = (
-        "{\nHEADER_BYTES=512;\nDIM=2;\n"
+    body = (
+        "DIM=2;\n"
         f"BYTE_ORDER={h.byte_order};\nTYPE=unsigned_short;\n"
         f"SIZE1={h.size1:d};\nSIZE2={h.size2:d};\n"
         f"PIXEL_SIZE={g(h.pixel_size)};\nDISTANCE={g(h.distance)};\n"
@@ -169,9 +178,10 @@ def smv_header(header: SMVHeader | Mapping) -> bytes:
         f"TWOTHETA={g(h.twotheta)};\n"
         "DETECTOR_SN=000;\nBEAMLINE=fake;\n}\f"
     ).encode("ascii")
-    if len(text) > HEADER_BYTES:  # cannot happen for %g values; guard anyway
-        raise ValueError(f"SMV header is {len(text)} bytes, more than {HEADER_BYTES}")
-    return text.ljust(HEADER_BYTES, b" ")
+    size = HEADER_BYTES
+    while len(b"{\nHEADER_BYTES=%d;\n" % size + body) > size:
+        size += HEADER_BYTES
+    return (b"{\nHEADER_BYTES=%d;\n" % size + body).ljust(size, b" ")
 
 
 def write_smv(path: str | os.PathLike, image, header: SMVHeader | Mapping) -> None:
@@ -191,7 +201,7 @@ def write_smv(path: str | os.PathLike, image, header: SMVHeader | Mapping) -> No
 
 
 _START = re.compile(rb"\A\{\s*HEADER_BYTES\s*=\s*(\d+)")
-_INTEGER = re.compile(r"\+?\d+\Z")
+_INTEGER = re.compile(r"\+?\d{1,18}\Z")
 
 
 def _parse_header(data: bytes, source: str) -> tuple[dict, int]:
