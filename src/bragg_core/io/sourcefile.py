@@ -61,7 +61,7 @@ def parse_sourcefile(
     """Parse source-file text; see :func:`read_sourcefile` for the arguments."""
     rows = []
     for number, line in lines(as_text(text)):
-        body = line.rstrip("\r")
+        body = line
         tokens = [t for t in _DELIMITERS.split(body) if t]
         if not tokens or tokens[0].startswith("#"):
             continue
