@@ -58,3 +58,12 @@ def compare(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
         r = float(np.corrcoef(a, b)[0, 1])
     scale = float(np.abs(b).max()) or 1.0
     return r, float(np.abs(a - b).max() / scale)
+
+
+def backend_selected(name: str) -> bool:
+    """Whether BRAGG_BACKENDS (comma-separated library names or ids) selects this library."""
+    raw = os.environ.get("BRAGG_BACKENDS", "").strip()
+    if not raw:
+        return True
+    wanted = {w.strip() for w in raw.split(",")}
+    return name in wanted or any(w.startswith(name + "-") for w in wanted)

@@ -68,7 +68,7 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
     Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (P, os_, os_)), (P, os_ * os_))
     Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (P, os_, os_)), (P, os_ * os_))
     T = setup.thick.count
-    Od = g.arange(T) * setup.thick.step                                   # (T,)
+    Od = g.arange(T) * setup.thick_step_m                                 # (T,)
     pos = (dg.pix0_m + Fd[:, None, :, None] * dg.fdet + Sd[:, None, :, None] * dg.sdet
            + Od[None, :, None, None] * dg.odet)                           # (P, T, S, 3)
     if setup.curved:
@@ -82,7 +82,7 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
     omega = solid_angle(xp, R, dg.pixel_size_m, dg.close_distance_m, setup.point_pixel)
     if setup.thick.range > 0 or setup.oversample_thick:
         t = g.arange(T)[None, :, None]
-        cap = capture_fraction(xp, t, setup.thick.step, setup.mu_per_m, dot(xp, d, dg.odet))
+        cap = capture_fraction(xp, t, setup.thick_step_m, setup.mu_per_m, dot(xp, d, dg.odet))
     else:
         cap = xp.ones_like(omega)
     return d, omega, cap
@@ -153,7 +153,7 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     if not flagged:
         total = None
         for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
-            terms, _ = _terms(setup, scat_w, setup.orientations_w[q0:q0 + q_block])
+            terms, _ = _terms(setup, scat_w, setup.orientations_w[q0:q0 + q_block, ...])
             part = xp.sum(terms, axis=1)
             total = part if total is None else total + part
         total = xp.reshape(total, (P, T, S, K))
@@ -196,7 +196,7 @@ def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K, r2f):
     gw = ctx.asarray(xp.reshape(gfac, (G,)))
     vw = xp.reshape(ctx.asarray(valid, dtype=xp.bool), (G,))
     terms, Fl = _terms(setup, scat_w, setup.orientations_w)               # (G, Q)
-    water = float(_to_float(setup.I_bg)) > 0
+    water = setup.water_on  # host decision (I_bg may be a traced array)
     counted = (Fl != 0) | water if not water else xp.ones(Fl.shape, dtype=xp.bool, device=ctx.device)
     counted = counted & vw[:, None]
     cnt = xp.astype(counted, ctx.dtype)
@@ -229,9 +229,3 @@ def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K, r2f):
     if not setup.oversample_omega:
         factor = factor * ctx.asarray(omega[:, 0, 0])
     return r2f * I / setup.steps * factor
-
-
-def _to_float(x):
-    from .._backend import to_numpy
-
-    return to_numpy(x)

@@ -64,7 +64,7 @@ def cell_geometry(cr: Crystal, wavelength_A, g, rng_stream: ShuffledLehmer | Non
                            cs_len * V / (a * b * c * sin_gas)])
     else:
         m = A(cr.reciprocal_vectors_per_A)
-        a_star, b_star, c_star = m[0], m[1], m[2]
+        a_star, b_star, c_star = m[0, :], m[1, :], m[2, :]
 
     misset = None
     if cr.misset_random:

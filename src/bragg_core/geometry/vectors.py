@@ -16,14 +16,22 @@ def cross(xp, u, v):
 
 
 def norm(xp, u):
-    return xp.sqrt(dot(xp, u, u))
+    """|u| over the last axis; its gradient at the zero vector is 0, not NaN.
+
+    The double-where: the square root never sees the zero (d sqrt/dx is
+    infinite there, and 0 * inf is NaN in the backward pass).
+    """
+    n2 = dot(xp, u, u)
+    zero = n2 == 0
+    return xp.where(zero, xp.zeros_like(n2), xp.sqrt(xp.where(zero, xp.ones_like(n2), n2)))
 
 
 def unit(xp, u):
     """u / |u|; a zero vector stays zero (no division by zero, safe for autograd)."""
-    n = norm(xp, u)
-    safe = xp.where(n == 0, xp.ones_like(n), n)
-    return xp.where(n[..., None] == 0, xp.zeros_like(u), u / safe[..., None])
+    n2 = dot(xp, u, u)
+    zero = n2 == 0
+    safe = xp.sqrt(xp.where(zero, xp.ones_like(n2), n2))
+    return xp.where(zero[..., None], xp.zeros_like(u), u / safe[..., None])
 
 
 def rotate_xyz(xp, v, rx, ry, rz):
@@ -54,7 +62,7 @@ def rotate_axis(xp, v, axis, angle):
 def rotation_matrix_axis(xp, axis, angle):
     """3x3 matrix R with R @ v == rotate_axis(v, axis, angle); broadcasts over angle."""
     eye = xp.eye(3, dtype=axis.dtype, device=_dev(axis))
-    cols = [rotate_axis(xp, eye[i], axis, angle) for i in range(3)]  # images of e_x, e_y, e_z
+    cols = [rotate_axis(xp, eye[i, :], axis, angle) for i in range(3)]  # images of e_x, e_y, e_z
     return xp.stack(cols, axis=-1)
 
 
