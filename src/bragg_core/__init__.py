@@ -8,11 +8,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# The function ``simulate`` shares its name with its module; binding it here,
+# after the submodule is imported, keeps ``bragg_core.simulate`` the function.
+from .simulate import Simulation, simulate, simulate_args  # noqa: E402
+
 _LAZY = {
     "units": "bragg_core.units",
     "get_context": "bragg_core._backend",
     "BackendError": "bragg_core._backend",
     "Context": "bragg_core._backend",
+    "Experiment": "bragg_core.experiment",
+    "Beam": "bragg_core.experiment",
+    "Detector": "bragg_core.experiment",
+    "Crystal": "bragg_core.experiment",
+    "ExperimentError": "bragg_core.experiment",
+    "io": "bragg_core.io",
 }
 
 
@@ -21,7 +31,7 @@ def __getattr__(name):
 
     if name in _LAZY:
         mod = importlib.import_module(_LAZY[name])
-        return mod if _LAZY[name].endswith(name) else getattr(mod, name)
+        return getattr(mod, name, mod)
     raise AttributeError(f"module 'bragg_core' has no attribute {name!r}")
 
 
