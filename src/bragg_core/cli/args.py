@@ -81,8 +81,10 @@ class Options:
     """Everything a command line asked for, in order-resolved form."""
 
     values: dict = field(default_factory=dict)   # flag -> parsed value(s) (last wins)
+    from_header: set = field(default_factory=set)  # flags filled from an -img/-mask header
     order: list = field(default_factory=list)    # flags in order
     warnings: list = field(default_factory=list)
+    mask_data: Any = None
 
     def has(self, flag):
         return flag in self.values
@@ -187,8 +189,13 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     from ..io import read_fdump, read_hkl, read_mosflm_matrix, read_sourcefile
     from ..units import HC_EV_ANGSTROM
 
-    v = opts.get
     warnings = list(opts.warnings)
+    _ingest_headers(opts, cwd, warnings)
+    v = opts.get
+    for flag in ("-stol", "-4stol", "-Q", "-stolout", "-coherent", "-density", "-MW",
+                 "-sample_thick", "-sample_width", "-sample_height"):
+        if opts.has(flag) and flag not in opts.from_header:
+            warnings.append(f"{flag} has no effect on the image (as in the reference)")
 
     # convention and pivot
     conv_flag = _last_of(opts, _CONVENTION_FLAGS + _CUSTOM_VECTORS)
@@ -201,7 +208,8 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         warnings.append("-pix0_vector has no effect: the detector origin follows from the beam centre")
     pivot = None
     if convention == "custom":
-        last = _last_of(opts, _PIVOT_BEAM + _PIVOT_SAMPLE + ("-pivot",))
+        typed = Options(order=[f for f in opts.order if f not in opts.from_header])
+        last = _last_of(typed, _PIVOT_BEAM + _PIVOT_SAMPLE + ("-pivot",))
         if last == "-pivot":
             p = v("-pivot")
             if p not in ("beam", "sample"):
@@ -264,7 +272,8 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
 
         bvec = v("-beam_vector") if convention == "custom" and opts.has("-beam_vector") else \
             _CONVENTION_VECTORS[convention]["beam"]
-        s = read_sourcefile(_path(cwd, v("-sourcefile")), beam_vector=tuple(bvec), wavelength=lam * 1e-10)
+        s = _read("-sourcefile", read_sourcefile, _path(cwd, v("-sourcefile")), beam_vector=tuple(bvec),
+                  wavelength=lam * 1e-10)
         src_pos, src_lam = s.positions, s.wavelengths * 1e10
 
     beam = Beam(
@@ -294,12 +303,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     roi = None
     if opts.has("-roi"):
         roi = tuple(int(x) for x in v("-roi"))
-    mask = None
-    if opts.has("-mask"):
-        from ..io import read_smv
-
-        _, mdata = read_smv(_path(cwd, v("-mask")))
-        mask = mdata
+    mask = getattr(opts, "mask_data", None)
     det_kwargs = dict(
         fpixels=fp, spixels=sp, pixel_size_mm=pixel,
         distance_mm=v("-distance", 100.0), close_distance_mm=v("-close_distance"),
@@ -349,7 +353,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     if opts.has("-mat"):
         from ..io import reciprocal_vectors_from_mosflm
 
-        m = read_mosflm_matrix(_path(cwd, v("-mat")))
+        m = _read("-mat", read_mosflm_matrix, _path(cwd, v("-mat")))
         recip = reciprocal_vectors_from_mosflm(m, lam)
     if cell is None and recip is None:
         raise UsageError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
@@ -357,12 +361,12 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     grid = None
     fdump_src = None
     if opts.has("-hkl"):
-        grid = read_hkl(_path(cwd, v("-hkl")), default_F)
+        grid = _read("-hkl", read_hkl, _path(cwd, v("-hkl")), default_F)
         fdump_src = grid
     else:
         dump = _path(cwd, "Fdump.bin")
         if os.path.exists(dump):
-            grid = read_fdump(dump)
+            grid = _read("Fdump.bin", read_fdump, dump)
             warnings.append("reading structure factors from Fdump.bin (no -hkl given)")
         elif default_F == 0.0:
             raise UsageError("no structure factors: give -hkl FILE, an Fdump.bin in the working "
@@ -404,6 +408,58 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     )
 
 
+# SMV header keys -> (flag, conversion); applied before the command line's own flags
+_HEADER_KEYS = (
+    ("PIXEL_SIZE", "-pixel"), ("DISTANCE", "-distance"), ("CLOSE_DISTANCE", "-close_distance"),
+    ("WAVELENGTH", "-lambda"), ("BEAM_CENTER_X", "-Xbeam"), ("BEAM_CENTER_Y", "-Ybeam"),
+    ("ORGX", "-ORGX"), ("ORGY", "-ORGY"), ("PHI", "-phi"), ("OSC_RANGE", "-osc"),
+)
+
+
+def _ingest_headers(opts: Options, cwd: str, warnings: list) -> None:
+    """Camera parameters from the headers of -mask and -img files (the last file read wins).
+
+    Values given on the command line take precedence.  As in the reference,
+    the mask's BEAM_CENTER_Y is measured from the other edge (detsize - Y).
+    """
+    from ..io import read_smv
+
+    for flag in ("-mask", "-img"):
+        if not opts.has(flag):
+            continue
+        path = _path(cwd, opts.get(flag))
+        try:
+            header, data = read_smv(path)
+        except OSError as exc:
+            raise UsageError(f"{flag}: cannot read {opts.get(flag)}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+        if flag == "-mask":
+            opts.mask_data = data
+        spixels, fpixels = data.shape
+        found = {}
+        for key, target in _HEADER_KEYS:
+            if key in header:
+                try:
+                    found[target] = float(header[key].strip().rstrip(";"))
+                except ValueError:
+                    raise UsageError(f"{flag}: {opts.get(flag)} has a non-numeric {key}") from None
+        pixel = found.get("-pixel", opts.values.get("-pixel", 0.1))
+        if flag == "-mask" and "-Ybeam" in found:
+            found["-Ybeam"] = spixels * pixel - found["-Ybeam"]
+        found["-detpixels_f"], found["-detpixels_s"] = fpixels, spixels
+        explicit = {f for f in opts.order if f not in opts.from_header}
+        for target, val in found.items():
+            if target in explicit:
+                continue
+            if target == "-close_distance" and "-distance" in explicit:
+                continue  # a distance typed on the command line beats the header's close distance
+            opts.values[target] = val
+            opts.from_header.add(target)
+            if target not in opts.order:
+                opts.order.insert(0, target)
+
+
 def _pair(p):
     return p
 
@@ -415,6 +471,16 @@ def _fill_pairs(kw):
         if p is not None and (p[0] is None or p[1] is None):
             kw[key] = None if p[0] is None and p[1] is None else p
     return kw
+
+
+def _read(flag: str, reader, path: str, *args, **kwargs):
+    """Call a file reader; turn its failures into a UsageError naming the flag and file."""
+    try:
+        return reader(path, *args, **kwargs)
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def _path(cwd, p):
