@@ -34,6 +34,7 @@ __all__ = [
     "is_scalar",
     "is_lazy",
     "backend_name",
+    "host_scalar",
 ]
 
 BACKEND_NAMES = ("numpy", "torch", "cupy", "jax", "dask", "array_api_strict")
@@ -114,8 +115,12 @@ def namespace_of(*values: Any):
     devices = []
     for a in arrays:
         d = compat.device(a)
+        if d is None:
+            continue  # a JAX tracer has no device: it adopts that of the others
         if not any(d == e for e in devices):
             devices.append(d)
+    if not devices:
+        devices = [None]
     if len(devices) > 1:
         raise BackendError(
             f"arrays on different devices were mixed in one call: {devices!r}"
@@ -343,10 +348,18 @@ class Context:
             x_ns, _ = namespace_of(x)
             if x_ns is not xp and backend_name(x_ns) != self.name:
                 x = to_numpy(x)
-            elif x.dtype == dt and _compat().device(x) == self.device:
-                return x
             else:
+                dev = _compat().device(x)
+                same_dev = dev is None or self.device is None or dev == self.device
+                if x.dtype == dt and same_dev:
+                    return x
+                if same_dev:
+                    return xp.astype(x, dt)  # keeps the autograd graph (and no torch warning)
                 return xp.asarray(x, dtype=dt, device=self.device)
+        if isinstance(x, (tuple, list)) and any(_is_array(v) for v in x):
+            # a sequence mixing numbers and arrays (e.g. a cell whose lengths are
+            # tensors): stacked, so that gradients reach every array member
+            return xp.stack([xp.reshape(self.asarray(v, dtype), ()) for v in x])
         if isinstance(x, np.generic):
             x = x.item()
         return xp.asarray(x, dtype=dt, device=self.device)
@@ -414,6 +427,25 @@ def to_numpy(x: Any) -> np.ndarray:
             x = x.to_device(cpu)
         return np.asarray(x)
     return np.asarray(x)
+
+
+def host_scalar(value: Any):
+    """A host copy (Python float) of a scalar value, for discrete choices only; None if unknowable.
+
+    Python/NumPy numbers, one-element NumPy, torch (detached), CuPy, Dask and
+    concrete JAX arrays give their value.  A JAX tracer (inside ``jax.grad`` or
+    ``jax.jit``) has no value to read: the result is ``None`` and the caller
+    must make its choice without it.  Never use the result in arithmetic that
+    should carry gradients.
+    """
+    if value is None:
+        return None
+    if is_scalar(value):
+        return float(value)
+    try:
+        return float(np.asarray(to_numpy(value), dtype=np.float64).reshape(()))
+    except TypeError:  # JAX's ConcretizationTypeError/TracerArrayConversionError are TypeErrors
+        return None
 
 
 def finite_scalar(value: Any) -> bool:

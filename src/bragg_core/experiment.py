@@ -72,15 +72,20 @@ def _check_vector(obj, fld, n=3, *, nonzero=False, allow_none=True):
             raise ExperimentError(f"{_name(obj, fld)} must have shape ({n},), got {tuple(v.shape)}")
         return
     try:
-        vals = [float(x) for x in v]
+        if len(v) != n:
+            raise ExperimentError(f"{_name(obj, fld)} must be {n} numbers, got {v!r}")
+        # members that are arrays (a tensor that requires grad, a tracer) are not read
+        vals = [float(x) for x in v if not _is_array_member(x)]
     except (TypeError, ValueError):
         raise ExperimentError(f"{_name(obj, fld)} must be {n} numbers, got {v!r}") from None
-    if len(vals) != n:
-        raise ExperimentError(f"{_name(obj, fld)} must be {n} numbers, got {v!r}")
     if any(math.isnan(x) or math.isinf(x) for x in vals):
         raise ExperimentError(f"{_name(obj, fld)} must be finite, got {v!r}")
-    if nonzero and all(x == 0.0 for x in vals):
+    if nonzero and len(vals) == n and all(x == 0.0 for x in vals):
         raise ExperimentError(f"{_name(obj, fld)} must not be a zero-length vector, got {v!r}")
+
+
+def _is_array_member(x):
+    return hasattr(x, "shape") and not is_scalar(x) and tuple(x.shape) in ((), (1,))
 
 
 def _check_pair(obj, fld):
@@ -279,7 +284,8 @@ class Crystal:
         if self.cell_A_deg is not None:
             _check_vector(self, "cell_A_deg", 6)
             cell = self.cell_A_deg
-            if not hasattr(cell, "shape") or isinstance(cell, (tuple, list)):
+            if (not hasattr(cell, "shape") or isinstance(cell, (tuple, list))) and not any(
+                    _is_array_member(x) for x in cell):
                 vals = [float(x) for x in cell]
                 if any(x <= 0 for x in vals[:3]):
                     raise ExperimentError(f"Crystal.cell_A_deg lengths must be positive, got {tuple(cell)!r}")
@@ -305,7 +311,7 @@ class Crystal:
         _check_vector(self, "misset_deg", 3)
         _check_vector(self, "N_cells", 3, allow_none=False)
         if not hasattr(self.N_cells, "shape") or isinstance(self.N_cells, (tuple, list)):
-            if any(not (float(n) >= 0) for n in self.N_cells):
+            if any(not (float(n) >= 0) for n in self.N_cells if not _is_array_member(n)):
                 raise ExperimentError(f"Crystal.N_cells must not be negative, got {tuple(self.N_cells)!r}")
         _check_vector(self, "size_mm", 3)
         _check_choice(self, "shape", SHAPES)

@@ -65,26 +65,36 @@ class ShuffledLehmer:
         return np.float32(_RNMX) if float(temp) > _RNMX else temp
 
 
-def spherical_cap_rotation(stream: ShuffledLehmer, seed: list[int], cap_rad: float) -> np.ndarray:
-    """A random rotation (3x3, float64) uniform over a spherical cap.
+def cap_deviates(stream: ShuffledLehmer, seed: list[int]) -> tuple[tuple[float, float, float], float]:
+    """Three deviates r1, r2, r3 on [-1, 1] as one cap rotation's axis and angle fraction.
 
-    Three deviates r1, r2, r3 on [-1, 1] give an axis (sqrt(1-r2^2) sin(pi r1),
-    sqrt(1-r2^2) cos(pi r1), r2) and an angle cap * (1 - r3^2)^(1/3), the angle
-    evaluated in single precision as the reference does.  ``cap_rad`` = pi/2
-    covers the whole sphere.
+    The axis is (sqrt(1-r2^2) sin(pi r1), sqrt(1-r2^2) cos(pi r1), r2); the
+    fraction (1 - r3^2)^(1/3) is evaluated in single precision as the
+    reference does (its angle is cap * fraction, see :func:`cap_angle`).
     """
     r1 = 2.0 * float(stream.uniform(seed)) - 1.0
     r2 = 2.0 * float(stream.uniform(seed)) - 1.0
     r3 = 2.0 * float(stream.uniform(seed)) - 1.0
     xyrad = math.sqrt(1.0 - r2 * r2)
-    cap32 = np.float32(cap_rad)
     # single-precision power, correctly rounded (evaluate in double, round once)
     base = float(np.float32(1.0 - r3 * r3))
-    root = np.float32(base ** float(np.float32(1.0 / 3.0)))
-    rot = float(np.float32(cap32 * root))
-    v1 = xyrad * math.sin(math.pi * r1)
-    v2 = xyrad * math.cos(math.pi * r1)
-    v3 = r2
+    root = float(np.float32(base ** float(np.float32(1.0 / 3.0))))
+    return (xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2), root
+
+
+def cap_angle(cap_rad: float, fraction: float) -> float:
+    """The rotation angle cap * fraction, rounded to single precision as the reference does."""
+    return float(np.float32(np.float32(cap_rad) * np.float32(fraction)))
+
+
+def spherical_cap_rotation(stream: ShuffledLehmer, seed: list[int], cap_rad: float) -> np.ndarray:
+    """A random rotation (3x3, float64) uniform over a spherical cap.
+
+    Axis and angle from :func:`cap_deviates` and :func:`cap_angle`;
+    ``cap_rad`` = pi/2 covers the whole sphere.
+    """
+    (v1, v2, v3), root = cap_deviates(stream, seed)
+    rot = cap_angle(cap_rad, root)
     c = math.cos(rot)
     s = math.sin(rot)
     t = 1.0 - c
@@ -132,12 +142,24 @@ def rotation_to_xyz_angles(umat: np.ndarray) -> tuple[float, float, float]:
     return rotx, roty, rotz
 
 
-def mosaic_rotations(spread_rad: float, n_domains: int, seed: int, stream: ShuffledLehmer | None = None) -> np.ndarray:
-    """``(n_domains, 3, 3)`` domain rotations; domain 0 is the identity.
+def mosaic_deviates(n_domains: int, seed: int, stream: ShuffledLehmer | None = None):
+    """Axes ``(n, 3)`` and angle fractions ``(n,)`` of the domain rotations (host, float64).
 
     ``seed`` is the reference's (negative) seed value.  Every domain, the first
-    included, consumes three deviates, so domain k equals the reference's.
+    included, consumes three deviates, so domain k equals the reference's; the
+    caller makes domain 0 the identity.
     """
+    stream = stream or ShuffledLehmer()
+    state = [int(seed)]
+    axes = np.zeros((n_domains, 3), dtype=np.float64)
+    fractions = np.zeros((n_domains,), dtype=np.float64)
+    for i in range(n_domains):  # sequential RNG: runs once, on the host
+        axes[i], fractions[i] = cap_deviates(stream, state)
+    return axes, fractions
+
+
+def mosaic_rotations(spread_rad: float, n_domains: int, seed: int, stream: ShuffledLehmer | None = None) -> np.ndarray:
+    """``(n_domains, 3, 3)`` domain rotations on the host; domain 0 is the identity."""
     stream = stream or ShuffledLehmer()
     state = [int(seed)]
     out = np.empty((n_domains, 3, 3), dtype=np.float64)

@@ -32,8 +32,10 @@ def _arrays_in(exp: Experiment):
     for part in (exp.beam, exp.detector, exp.crystal):
         for f in fields(part):
             val = getattr(part, f.name)
-            if f.name in ("mask", "structure_factors"):
+            if f.name == "mask":
                 continue
+            if f.name == "structure_factors":
+                val = getattr(val, "F", None)  # amplitudes given as a backend array decide too
             if hasattr(val, "shape") and not isinstance(val, np.ndarray):
                 out.append(val)
             elif isinstance(val, (tuple, list)):

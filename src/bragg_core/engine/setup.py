@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Context, backend_name, to_numpy
-from ..experiment import Experiment
+from .._backend import Context, backend_name, host_scalar, is_scalar, to_numpy
+from ..experiment import Experiment, ExperimentError
 from ..geometry.crystal import CellGeometry, cell_geometry, orientations
 from ..geometry.detector import DetectorGeometry, detector_geometry
+from ..geometry.mosaic import mosaic_matrices
 from ..geometry.sampling import Steps, mosaic_domains, phi_steps, recommended_oversample, thickness_steps
 from ..geometry.sources import Sources, beam_sources
 from ..physics.background import water_intensity
 from ..physics.structure_factors import FGrid
-from ..rng import ShuffledLehmer, mosaic_rotations
+from ..rng import ShuffledLehmer
 from ..units import R_E_SQR_M2
 
 _DEG = math.pi / 180.0
@@ -38,14 +39,15 @@ class Setup:
     N: tuple                  # (Na, Nb, Nc): numbers or arrays
     N_host: tuple             # the same as Python floats (for reporting and choices)
     oversample: int
-    oversample_auto: int
+    oversample_auto: Any      # int, or None when traced values leave it unknown
     interpolate: bool
     phi: Steps
     phi0_rad: Any
-    mosaic_spread_rad: float
+    mosaic_spread_rad: Any    # host copy (float), None when traced
     n_mosaic: int
     orientations_m: Any       # (n_phi * n_mos, 3, 3) real-space cells in metres
-    thick: Steps
+    thick: Steps              # host copies (counts decide; a traced thickness is taken as positive)
+    thick_step_m: Any         # layer step: a number, or an array of the thickness (differentiable)
     mu_per_m: Any
     grid: FGrid | None
     default_F: Any
@@ -54,6 +56,7 @@ class Setup:
     dmin_m: Any
     fluence: Any
     I_bg: Any
+    water_on: bool            # host decision: is there a water background at all
     kahn: Any
     polarization_correction: bool
     curved: bool
@@ -86,13 +89,66 @@ def geometry_context(ctx: Context) -> Context:
     return Context(xp=xp, device=ctx.device, dtype=xp.float64)
 
 
-def _host(v):
+def _plain(v) -> bool:
+    """A host value (Python/NumPy number or NumPy array): it carries no gradient."""
+    return is_scalar(v) or isinstance(v, np.ndarray)
+
+
+def _host(v, what: str):
+    """Host copy of ``v`` for a discrete choice; a traced value (no host copy) is an error."""
     if v is None:
         return None
+    h = host_scalar(v)
+    if h is None:
+        raise ExperimentError(
+            f"{what} is a traced JAX value, but it decides a discrete choice here "
+            "(a count, a cut-off): pass it as a concrete number"
+        )
+    return h
+
+
+def _choice(v, unknown: float):
+    """Host copy of ``v`` for a discrete choice; ``unknown`` stands in for a traced value."""
+    if v is None:
+        return None
+    h = host_scalar(v)
+    return unknown if h is None else h
+
+
+def _host_lengths(real_m):
+    """Cell-vector lengths (m) on the host, or None when the cell is traced."""
     try:
-        return float(v)
-    except TypeError:
-        return float(to_numpy(v))
+        real = np.asarray(to_numpy(real_m), dtype=np.float64)
+    except TypeError:  # a JAX tracer has no host copy
+        return None
+    return np.sqrt(np.sum(real * real, axis=-1))
+
+
+def _cell_counts(cr, beam, cell, warnings):
+    """(N, N_host): N keeps array counts (differentiable); N_host holds host copies (NaN when traced)."""
+    N_in = tuple(cr.N_cells)
+    if cr.size_mm is not None:
+        # a count from a size is an integer (ceil): a discrete choice made on the host
+        size_m = [_host(s, "Crystal.size_mm") * 1e-3 for s in cr.size_mm]
+        bs = _host(beam.beam_size_mm, "Beam.beam_size_mm") * 1e-3
+        if bs >= 0:
+            for i in (1, 2):
+                if bs < size_m[i]:
+                    warnings.append(f"clipping sample ({size_m[i]:g} m) with beam ({bs:g} m)")
+                    size_m[i] = bs
+        lengths = _host_lengths(cell.real_m)
+        if lengths is None:
+            raise ExperimentError("Crystal.size_mm needs concrete cell lengths (the cell is traced)")
+        N = []
+        for i in range(3):
+            n = float(math.ceil(size_m[i] / lengths[i])) if size_m[i] > 0 else _host(N_in[i], "Crystal.N_cells")
+            N.append(n)
+        N = tuple(max(n, 1.0) for n in N)
+        return N, N
+    N_host = tuple(max(h, 1.0) if h is not None else math.nan for h in (host_scalar(n) for n in N_in))
+    # plain counts are clamped to at least one cell; array counts are used as given
+    N = tuple(max(float(n), 1.0) if _plain(n) else n for n in N_in)
+    return N, N_host
 
 
 def build_setup(exp: Experiment, ctx: Context) -> Setup:
@@ -106,87 +162,97 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     cell = cell_geometry(cr, beam.wavelength_A, g, stream)
 
     # cell counts, from explicit counts or from the crystal size (clipped by the beam)
-    N_in = tuple(cr.N_cells)
-    if cr.size_mm is not None:
-        size_m = [_host(s) * 1e-3 for s in cr.size_mm]
-        bs = _host(beam.beam_size_mm) * 1e-3
-        if bs >= 0:
-            for i in (1, 2):
-                if bs < size_m[i]:
-                    warnings.append(f"clipping sample ({size_m[i]:g} m) with beam ({bs:g} m)")
-                    size_m[i] = bs
-        lengths = to_numpy(xp.sqrt(xp.sum(cell.real_m * cell.real_m, axis=-1)))
-        N = []
-        for i in range(3):
-            n = float(math.ceil(size_m[i] / lengths[i])) if size_m[i] > 0 else _host(N_in[i])
-            N.append(n)
-        N = tuple(max(n, 1.0) for n in N)
-        N_host = N
-    else:
-        N_host = tuple(max(_host(n), 1.0) for n in N_in)
-        N = tuple(n if hasattr(n, "shape") and not isinstance(n, (int, float)) else max(float(n), 1.0)
-                  for n in N_in)
+    N, N_host = _cell_counts(cr, beam, cell, warnings)
 
     # sampling counts
-    phi = phi_steps(_opt_rad(cr.osc_deg), _opt_rad(cr.phi_step_deg), cr.phi_steps)
-    spread, n_mos, w = mosaic_domains(_opt_rad(cr.mosaic_spread_deg), cr.mosaic_domains)
+    phi = phi_steps(_opt_rad(cr.osc_deg, "Crystal.osc_deg"), _opt_rad(cr.phi_step_deg, "Crystal.phi_step_deg"),
+                    cr.phi_steps)
+    spread_in = cr.mosaic_spread_deg
+    spread_h = _choice(spread_in, 1.0)  # a traced spread is taken as positive
+    spread_host, n_mos, w = mosaic_domains(None if spread_h is None else spread_h * _DEG, cr.mosaic_domains)
     warnings += w
-    umats = mosaic_rotations(spread, n_mos, -int(cr.mosaic_seed), stream)
-    if not spread > 0:
-        umats = np.broadcast_to(np.eye(3), (n_mos, 3, 3)).copy()
+    spread = spread_host
+    if spread_host > 0 and not _plain(spread_in):
+        spread = g.asarray(spread_in) * _DEG  # the array itself: the angles are differentiable in it
+    umats = mosaic_matrices(g, spread, n_mos, -int(cr.mosaic_seed), stream)
     phi0 = g.asarray(cr.phi_start_deg) * _DEG
     phis = phi0 + g.asarray(np.arange(phi.count, dtype=np.float64)) * phi.step
-    orient = orientations(xp, cell.real_m, dg.spindle, phis, g.asarray(umats))
+    orient = orientations(xp, cell.real_m, dg.spindle, phis, umats)
 
-    thick_m = _host(det.thickness_um) * 1e-6
-    depth = det.attenuation_depth_um
-    if depth is not None and (math.isinf(_host(depth)) or _host(depth) == 0.0):
-        thick_m, mu = 0.0, 0.0
+    # sensor layers: counts on the host, the layer step and mu as arrays of the thickness/depth
+    thick_in, depth = det.thickness_um, det.attenuation_depth_um
+    thick_h = _choice(thick_in, 1.0)  # a traced thickness is taken as positive
+    depth_h = _choice(depth, 1.0)
+    no_absorption = depth is not None and (math.isinf(depth_h) or depth_h == 0.0)
+    thick = thickness_steps(0.0 if no_absorption else thick_h * 1e-6, None, det.thickness_steps)
+    if thick.range > 0 and not _plain(thick_in):
+        thick_step = g.asarray(thick_in) * 1e-6 * (thick.step / thick.range)
+    else:
+        thick_step = thick.step
+    if no_absorption:
+        mu = 0.0
     elif depth is not None:
         mu = 1.0 / (g.asarray(depth) * 1e-6)
+    elif thick.range > 0:
+        mu = 1.0 / thick.range if _plain(thick_in) else 1.0 / (g.asarray(thick_in) * 1e-6)
+        warnings.append(f"no attenuation depth given: using mu = 1/thickness = {1.0 / (thick_h * 1e-6):g} per m")
     else:
-        mu = None
-    thick = thickness_steps(thick_m, None, det.thickness_steps)
-    if mu is None:
-        mu = 1.0 / thick.range if thick.range > 0 else -1.0
-        if thick.range > 0:
-            warnings.append(f"no attenuation depth given: using mu = 1/thickness = {mu:g} per m")
+        mu = -1.0
 
     sources = beam_sources(beam, dg.beam, dg.polar, g)
 
-    # oversampling: the reference's recommendation from the crystal size
-    lengths = to_numpy(xp.sqrt(xp.sum(cell.real_m * cell.real_m, axis=-1)))
-    xtal_max = max(lengths[i] * N_host[i] for i in range(3))
-    auto = recommended_oversample(xtal_max, _host(beam.wavelength_A) * 1e-10, _host(dg.distance_m),
-                                  _host(dg.pixel_size_m))
-    oversample = det.oversample if det.oversample and det.oversample > 0 else auto
-    if oversample < auto:
+    # oversampling: the reference's recommendation from the crystal size (host copies)
+    auto = None
+    lengths = _host_lengths(cell.real_m)
+    lam_h, dist_h = host_scalar(beam.wavelength_A), host_scalar(dg.distance_m)
+    px_h = host_scalar(dg.pixel_size_m)
+    if lengths is not None and None not in (lam_h, dist_h, px_h) and not any(map(math.isnan, N_host)):
+        xtal_max = max(lengths[i] * N_host[i] for i in range(3))
+        auto = recommended_oversample(xtal_max, lam_h * 1e-10, dist_h, px_h)
+    if det.oversample and det.oversample > 0:
+        oversample = det.oversample
+    elif auto is None:
+        raise ExperimentError("Detector.oversample must be given when the crystal or detector geometry is "
+                              "traced (the automatic choice needs concrete values)")
+    else:
+        oversample = auto
+    if auto is not None and oversample < auto:
         warnings.append(f"oversample {oversample} is below the recommended {auto}")
 
-    # structure factors
+    # structure factors: a grid whose F is an array of the backend stays one (differentiable)
     grid = None
     sf = cr.structure_factors
     if sf is not None:
-        F = np.asarray(sf.F, dtype=np.float64)
-        grid = FGrid(flat=g.asarray(F.reshape(-1)), shape=tuple(F.shape),
+        F = sf.F
+        flat = (g.asarray(np.asarray(F, dtype=np.float64).reshape(-1)) if _plain(F)
+                else xp.reshape(g.asarray(F), (-1,)))
+        grid = FGrid(flat=flat, shape=tuple(int(n) for n in F.shape),
                      lower=(int(sf.h_min), int(sf.k_min), int(sf.l_min)))
-    if cr.interpolate is None:
-        interpolate = any(_host(n) <= 2 for n in N_in)
-    else:
-        interpolate = bool(cr.interpolate)
     if grid is None:
         interpolate = False
+    elif cr.interpolate is None:
+        N_in = [host_scalar(n) for n in cr.N_cells]
+        if None in N_in:
+            raise ExperimentError("Crystal.interpolate must be given when Crystal.N_cells is traced")
+        interpolate = any(n <= 2 for n in N_in)
+    else:
+        interpolate = bool(cr.interpolate)
 
     fluence = g.asarray(beam.fluence_photons_per_m2)
     I_bg = water_intensity(g.asarray(beam.water_size_um) * 1e-6, fluence)
+    water_on = _choice(beam.water_size_um, 1.0) > 0 and _choice(beam.fluence_photons_per_m2, 1.0) > 0
 
     roi = det.roi or (0, det.fpixels, 0, det.spixels)
     return Setup(
         ctx=ctx, gctx=g, detector=dg, cell=cell, sources=sources, N=N, N_host=N_host,
         oversample=int(oversample), oversample_auto=auto, interpolate=interpolate,
-        phi=phi, phi0_rad=phi0, mosaic_spread_rad=spread, n_mosaic=n_mos, orientations_m=orient,
-        thick=thick, mu_per_m=mu, grid=grid, default_F=cr.default_F, shape=cr.shape, fudge=cr.fudge,
-        dmin_m=_host(cr.dmin_A) * 1e-10, fluence=fluence, I_bg=I_bg, kahn=beam.kahn_factor,
+        phi=phi, phi0_rad=phi0, mosaic_spread_rad=spread_host if host_scalar(spread_in) is not None or spread_in is None else None,
+        n_mosaic=n_mos, orientations_m=orient,
+        thick=thick, thick_step_m=thick_step, mu_per_m=mu, grid=grid,
+        default_F=cr.default_F if _plain(cr.default_F) else ctx.asarray(cr.default_F),
+        shape=cr.shape, fudge=cr.fudge if _plain(cr.fudge) else ctx.asarray(cr.fudge),
+        dmin_m=_host(cr.dmin_A, "Crystal.dmin_A") * 1e-10, fluence=fluence, I_bg=I_bg, water_on=water_on,
+        kahn=beam.kahn_factor,
         polarization_correction=beam.polarization_correction, curved=det.curved,
         point_pixel=det.point_pixel, oversample_omega=det.oversample_omega,
         oversample_polar=det.oversample_polar, oversample_thick=det.oversample_thick,
@@ -194,8 +260,8 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     )
 
 
-def _opt_rad(v):
-    return None if v is None else _host(v) * _DEG
+def _opt_rad(v, what):
+    return None if v is None else _host(v, what) * _DEG
 
 
 __all__ = ["Setup", "build_setup", "geometry_context", "R_E_SQR_M2"]

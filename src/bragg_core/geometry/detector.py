@@ -189,11 +189,13 @@ def detector_geometry(det: Detector, g) -> DetectorGeometry:
 
 
 def _host_norm(v) -> float:
-    """Length of a user vector, on the host when it is host data (decides odet regeneration)."""
-    try:
-        vals = [float(x) for x in v]
-    except TypeError:
-        from .._backend import to_numpy
+    """Length of a user vector from a host copy (decides odet regeneration).
 
-        vals = [float(x) for x in to_numpy(v)]
+    A traced vector has no host copy; it is taken as a unit vector (not regenerated).
+    """
+    from .._backend import host_scalar
+
+    vals = [host_scalar(v[i]) for i in range(3)]
+    if None in vals:
+        return 1.0
     return math.sqrt(sum(x * x for x in vals))

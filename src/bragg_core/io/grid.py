@@ -16,6 +16,9 @@ class StructureFactorGrid:
     ``F[i, j, k]`` is ``|F|`` (electrons, float64) of reflection
     ``(h_min + i, k_min + j, l_min + k)``.  Reflections absent from the input
     hold the ``default_F`` the grid was read with (0 when none was given).
+    ``F`` may also be a 3-D array of a compute backend (a torch tensor with
+    ``requires_grad``, a JAX array): it is then kept as given, and a simulated
+    image is differentiable in it.
     """
 
     F: np.ndarray
@@ -24,8 +27,12 @@ class StructureFactorGrid:
     l_min: int
 
     def __post_init__(self):
-        F = np.ascontiguousarray(self.F, dtype=np.float64)
-        if F.ndim != 3 or 0 in F.shape:
+        F = self.F
+        if _is_host(F):
+            F = np.ascontiguousarray(F, dtype=np.float64)
+        # otherwise an array of a compute backend (a torch tensor that requires
+        # grad, a JAX array): kept as it is, so that gradients reach the amplitudes
+        if len(F.shape) != 3 or 0 in tuple(F.shape):
             raise ValueError(f"F must be a non-empty 3-D array, got shape {F.shape}")
         object.__setattr__(self, "F", F)
         for name in ("h_min", "k_min", "l_min"):
@@ -34,7 +41,7 @@ class StructureFactorGrid:
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(h_range, k_range, l_range)``: the number of indices along each axis."""
-        return self.F.shape
+        return tuple(int(n) for n in self.F.shape)
 
     @property
     def h_max(self) -> int:
@@ -50,8 +57,15 @@ class StructureFactorGrid:
 
     def same_as(self, other: "StructureFactorGrid") -> bool:
         """True when both grids have the same bounds and bit-identical ``F`` (NaN == NaN)."""
+        from .._backend import to_numpy
+
         return (
             (self.h_min, self.k_min, self.l_min) == (other.h_min, other.k_min, other.l_min)
-            and self.F.shape == other.F.shape
-            and np.array_equal(self.F, other.F, equal_nan=True)
+            and self.shape == other.shape
+            and np.array_equal(to_numpy(self.F), to_numpy(other.F), equal_nan=True)
         )
+
+
+def _is_host(F) -> bool:
+    """NumPy data or nested sequences (converted to float64); compute-backend arrays are not."""
+    return isinstance(F, (np.ndarray, list, tuple)) or not hasattr(F, "shape")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from .._backend import is_scalar
+
 ROUND_VOLUME_FACTOR = 0.723601254558268  # sqrt of the cube-to-sphere volume ratio
 
 
@@ -17,10 +19,17 @@ def nearest_index(xp, h):
 
 
 def _is_integral(n) -> bool:
-    try:
-        return float(n) == math.floor(float(n))
-    except TypeError:
-        return False
+    """True for a plain number with an integer value.
+
+    An array (a tensor that may carry gradients, a tracer) is never read: it
+    takes the general form, which is differentiable in N.
+    """
+    return is_scalar(n) and float(n) == math.floor(float(n))
+
+
+def is_unit_count(n) -> bool:
+    """A plain count of at most one cell: that axis contributes a factor of 1 (no grating)."""
+    return _is_integral(n) and float(n) <= 1
 
 
 def sincg(xp, h, h0, n):
@@ -29,7 +38,12 @@ def sincg(xp, h, h0, n):
     Evaluated on the offset d = h - h0 from the nearest integer, so that single
     precision stays accurate at strong reflections: for integer N,
     sin(N pi h)/sin(pi h) = (-1)^((N-1) h0) sin(N pi d)/sin(pi d).
-    For a non-integer (e.g. refined) N the general form is used.
+    For a non-integer or array N (a refined, differentiable N) the same idea
+    with N = M + f, M = round(N) held constant:
+    sin(N pi h)/sin(pi h) = (-1)^((M-1) h0) sin(pi (f h0 + N d))/sin(pi d),
+    equal to the integer form when f = 0 and exact in its derivative in N.
+    At d = 0 the limit N cos(pi f h0) (-1)^((M-1) h0) is taken, through a
+    double where (finite gradients at the Bragg peak centre).
     """
     d = h - h0
     x = math.pi * d
@@ -42,10 +56,12 @@ def sincg(xp, h, h0, n):
         sign = 1.0 - 2.0 * parity
         return sign * xp.where(small, xp.full_like(x, N), ratio)
     # general N (possibly an array that carries gradients)
-    sign_h0 = 1.0 - 2.0 * xp.remainder(h0, 2.0)
-    num = xp.sin(n * math.pi * h)
-    lim = n * xp.cos(n * math.pi * h0) * sign_h0
-    return xp.where(small, lim, num * sign_h0 / den)
+    M = xp.round(n) if not is_scalar(n) else float(round(float(n)))
+    f = n - M
+    sign = 1.0 - 2.0 * xp.remainder(h0 * (M - 1.0), 2.0)
+    ratio = xp.sin(math.pi * (f * h0 + n * d)) / den
+    lim = n * xp.cos(math.pi * f * h0)
+    return sign * xp.where(small, lim, ratio)
 
 
 def square(xp, hkl, hkl0, N):
@@ -53,7 +69,7 @@ def square(xp, hkl, hkl0, N):
     out = None
     for i in range(3):
         n = N[i]
-        if _is_integral(n) and float(n) <= 1:
+        if is_unit_count(n):
             continue
         f = sincg(xp, hkl[..., i], hkl0[..., i], n)
         out = f if out is None else out * f
@@ -62,11 +78,23 @@ def square(xp, hkl, hkl0, N):
     return out
 
 
-def sinc3(xp, x):
-    """Transform of a sphere: 3 (sin x - x cos x) / x^3, 1 at x = 0."""
-    small = x == 0
+# Below |x| = 0.1 the closed form of sinc3 cancels (relative error eps / x^2, and
+# worse in its derivative); the Taylor series to x^8 is exact there to < 6e-19.
+_SINC3_SERIES_X2 = 0.01
+
+
+def _sinc3(xp, x, x2, small):
+    """sinc3 from x (used where not ``small``) and x^2 (used where ``small``), double-where safe."""
     xs = xp.where(small, xp.ones_like(x), x)
-    return xp.where(small, xp.ones_like(x), 3.0 * (xp.sin(xs) / xs - xp.cos(xs)) / (xs * xs))
+    closed = 3.0 * (xp.sin(xs) / xs - xp.cos(xs)) / (xs * xs)
+    series = 1.0 + x2 * (-1.0 / 10.0 + x2 * (1.0 / 280.0 + x2 * (-1.0 / 15120.0 + x2 / 1330560.0)))
+    return xp.where(small, series, closed)
+
+
+def sinc3(xp, x):
+    """Transform of a sphere: 3 (sin x - x cos x) / x^3, 1 at x = 0 (series near 0)."""
+    x2 = x * x
+    return _sinc3(xp, x, x2, x2 < _SINC3_SERIES_X2)
 
 
 def round_(xp, hkl, hkl0, N, fudge):
@@ -74,9 +102,11 @@ def round_(xp, hkl, hkl0, N, fudge):
     d = hkl - hkl0
     r2 = (d[..., 0] * N[0]) ** 2 + (d[..., 1] * N[1]) ** 2 + (d[..., 2] * N[2]) ** 2
     r2f = r2 * fudge
-    safe = xp.where(r2f == 0, xp.ones_like(r2f), r2f)
-    x = xp.where(r2f == 0, xp.zeros_like(r2f), math.pi * xp.sqrt(safe))
-    return (N[0] * N[1] * N[2] * ROUND_VOLUME_FACTOR) * sinc3(xp, x)
+    x2 = (math.pi * math.pi) * r2f
+    small = x2 < _SINC3_SERIES_X2
+    # the square root never sees r2f near 0 (its derivative is infinite at 0)
+    x = math.pi * xp.sqrt(xp.where(small, xp.ones_like(r2f), r2f))
+    return (N[0] * N[1] * N[2] * ROUND_VOLUME_FACTOR) * _sinc3(xp, x, x2, small)
 
 
 def reciprocal_distance_sqr(xp, hkl, hkl0, reciprocal_per_A, N):

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .._backend import is_scalar
+
 
 @dataclass(frozen=True)
 class FGrid:
@@ -40,10 +42,17 @@ def _offsets(xp, grid, idx, axis, dtype):
     return xp.astype(off, xp.int64), inside
 
 
+def _filled(xp, like, value):
+    """An array shaped like ``like`` holding ``value`` (a number, or a 0-d array that may carry gradients)."""
+    if is_scalar(value):
+        return xp.full_like(like, value)
+    return xp.zeros_like(like) + value
+
+
 def nearest(xp, grid, hkl0, default_F):
     """F at the nearest reflection (hkl0 integer-valued floats); default_F outside the grid."""
     if grid is None:
-        return xp.full_like(hkl0[..., 0], default_F)
+        return _filled(xp, hkl0[..., 0], default_F)
     oh, ih = _offsets(xp, grid, hkl0[..., 0], 0, None)
     ok, ik = _offsets(xp, grid, hkl0[..., 1], 1, None)
     ol, il = _offsets(xp, grid, hkl0[..., 2], 2, None)
@@ -51,7 +60,7 @@ def nearest(xp, grid, hkl0, default_F):
     shape = flat_idx.shape
     vals = xp.reshape(xp.take(grid.flat, xp.reshape(flat_idx, (-1,)), axis=0), shape)
     inside = ih & ik & il
-    return xp.where(inside, vals, xp.full_like(vals, default_F))
+    return xp.where(inside, vals, _filled(xp, vals, default_F))
 
 
 def _lagrange_weights(xp, t):
