@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..geometry.vectors import dot, norm, rotate_axis
+from ..geometry.vectors import rotate_axis
 from ..physics import lattice
 from ..physics.detector_response import capture_fraction, solid_angle
-from ..physics.polarization import kahn_factor
+from ..physics.polarization import kahn_from_projections
 from ..physics.structure_factors import interpolation_inside, nearest, tricubic
 from ..units import R_E_SQR_M2
 from .setup import Setup
@@ -50,11 +50,17 @@ def plan_tiles(setup: Setup, n_pixels: int, budget: int) -> TilePlan:
     return TilePlan(pixels_per_tile=int(p), orientations_per_block=int(q_block))
 
 
-def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
-    """Positions and per-sub-pixel factors for a tile; all in the geometry dtype.
+def _components(v):
+    """x, y, z of a (3,) or (..., 3) array, as arrays."""
+    return v[..., 0], v[..., 1], v[..., 2]
 
-    Returns the diffracted unit vectors (P, T, S, 3), solid angles (P, T, S) and
-    capture fractions (P, T, S).
+
+def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
+    """Diffracted directions and per-sub-pixel factors of a tile, in the geometry dtype.
+
+    Vectors are kept as separate x, y, z arrays of shape (P, T, S) (structure
+    of arrays: every operation is a plain elementwise one).  Returns
+    ``(dx, dy, dz), omega, capture``.
     """
     g = setup.gctx
     xp = g.xp
@@ -62,29 +68,31 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
     os_ = setup.oversample
     sub = dg.pixel_size_m / os_
     j = g.arange(os_)
+    P = f_idx.shape[0]
+    T = setup.thick.count
     Fd = sub * (f_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (P, os): fast sub-pixels
     Sd = sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (P, os): slow sub-pixels
-    P = f_idx.shape[0]
-    Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (P, os_, os_)), (P, os_ * os_))
-    Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (P, os_, os_)), (P, os_ * os_))
-    T = setup.thick.count
-    Od = g.arange(T) * setup.thick_step_m                                 # (T,)
-    pos = (dg.pix0_m + Fd[:, None, :, None] * dg.fdet + Sd[:, None, :, None] * dg.sdet
-           + Od[None, :, None, None] * dg.odet)                           # (P, T, S, 3)
+    Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (P, os_, os_)), (P, 1, os_ * os_))
+    Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (P, os_, os_)), (P, 1, os_ * os_))
+    Od = xp.reshape(g.arange(T) * setup.thick.step, (1, T, 1))
+    p0, f, s, o = (_components(v) for v in (dg.pix0_m, dg.fdet, dg.sdet, dg.odet))
+    pos = [p0[i] + Fd * f[i] + Sd * s[i] + Od * o[i] for i in range(3)]   # each (P, T, S)
     if setup.curved:
         # every pixel at the same distance: the flat y and z coordinates, divided
         # by the distance, are the angles about the slow and fast axes
         start = dg.distance_m * dg.beam
-        tilted = rotate_axis(xp, start, dg.sdet, pos[..., 1] / dg.distance_m)
-        pos = rotate_axis(xp, tilted, dg.fdet, pos[..., 2] / dg.distance_m)
-    R = norm(xp, pos)
-    d = pos / R[..., None]
+        flat = xp.stack(pos, axis=-1)
+        tilted = rotate_axis(xp, start, dg.sdet, flat[..., 1] / dg.distance_m)
+        pos = list(_components(rotate_axis(xp, tilted, dg.fdet, flat[..., 2] / dg.distance_m)))
+    R = xp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
+    d = tuple(c / R for c in pos)
     omega = solid_angle(xp, R, dg.pixel_size_m, dg.close_distance_m, setup.point_pixel)
     if setup.thick.range > 0 or setup.oversample_thick:
-        t = g.arange(T)[None, :, None]
-        cap = capture_fraction(xp, t, setup.thick_step_m, setup.mu_per_m, dot(xp, d, dg.odet))
+        t = xp.reshape(g.arange(T), (1, T, 1))
+        parallax = d[0] * o[0] + d[1] * o[1] + d[2] * o[2]
+        cap = capture_fraction(xp, t, setup.thick.step, setup.mu_per_m, parallax)
     else:
-        cap = xp.ones_like(omega)
+        cap = None
     return d, omega, cap
 
 
@@ -111,17 +119,42 @@ def _amplitudes(setup: Setup, xp, hkl, hkl0):
     return nearest(xp, setup.grid_w, hkl0, F_default)
 
 
-def _terms(setup: Setup, scatter_w, orient_w):
-    """|F_cell F_latt|^2 for every path and orientation: (n_paths, n_orient)."""
+def _miller(setup: Setup, scat, orient):
+    """h, k, l for every path and orientation: three arrays (..., Q).
+
+    ``scat`` are the scattering-vector components (..., ) in the working dtype;
+    ``orient`` is (Q, 3, 3): rows a, b, c of each orientation, in metres.
+    """
     xp = setup.ctx.xp
-    n, q = scatter_w.shape[0], orient_w.shape[0]
-    hkl = xp.matmul(scatter_w, xp.permute_dims(xp.reshape(orient_w, (q * 3, 3)), (1, 0)))
-    hkl = xp.reshape(hkl, (n, q, 3))
-    hkl0 = lattice.nearest_index(xp, hkl)
-    N = tuple(setup.ctx.asarray(v) if hasattr(v, "shape") else v for v in setup.N)
-    Fl = _lattice(setup, xp, hkl, hkl0, N)
-    Fc = _amplitudes(setup, xp, hkl, hkl0)
-    amp = Fc * Fl
+    sx, sy, sz = (c[..., None] for c in scat)
+    return tuple(sx * orient[:, i, 0] + sy * orient[:, i, 1] + sz * orient[:, i, 2] for i in range(3))
+
+
+def _terms(setup: Setup, scat, orient):
+    """|F_cell F_latt|^2 for every path and orientation (..., Q), and F_latt."""
+    xp = setup.ctx.xp
+    h, k, l = _miller(setup, scat, orient)
+    h0, k0, l0 = (lattice.nearest_index(xp, x) for x in (h, k, l))
+    N = setup.N_w
+    if setup.shape == "square":
+        Fl = None
+        for x, x0, n in ((h, h0, N[0]), (k, k0, N[1]), (l, l0, N[2])):
+            if lattice.is_unit_count(n):
+                continue
+            f = lattice.sincg(xp, x, x0, n)
+            Fl = f if Fl is None else Fl * f
+        if Fl is None:
+            Fl = xp.ones_like(h)
+        hkl = hkl0 = None
+    else:
+        hkl, hkl0 = xp.stack((h, k, l), axis=-1), xp.stack((h0, k0, l0), axis=-1)
+        Fl = _lattice(setup, xp, hkl, hkl0, N)
+    if setup.grid_w is None:
+        F = setup.default_F_w
+        return (Fl * Fl) * (F * F), Fl
+    if hkl is None:
+        hkl, hkl0 = xp.stack((h, k, l), axis=-1), xp.stack((h0, k0, l0), axis=-1)
+    amp = _amplitudes(setup, xp, hkl, hkl0) * Fl
     return amp * amp, Fl
 
 
@@ -132,49 +165,55 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     P = f_idx.shape[0]
     T, S, K = setup.thick.count, setup.oversample ** 2, setup.n_sources
     d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx)
-    inc = setup.sources.incident
+    ix, iy, iz = setup.incident_xyz
     lam = setup.sources.wavelength_m
-    scat = (d[:, :, :, None, :] - inc) / lam[:, None]                     # (P, T, S, K, 3) in 1/m
-    stol = 0.5 * norm(xp, scat)
+    scat = tuple((c[..., None] - i) / lam for c, i in zip(d, (ix, iy, iz)))   # (P, T, S, K), 1/m
+    valid = None
     if setup.dmin_m > 0:
-        valid = ~((stol > 0) & (setup.dmin_m > 0.5 / xp.where(stol > 0, stol, xp.ones_like(stol))))
-    else:
-        valid = xp.ones(stol.shape, dtype=xp.bool, device=g.device)
+        stol2 = 0.25 * (scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
+        valid = ~(4.0 * setup.dmin_m ** 2 * stol2 > 1.0)  # dmin > 1 / (2 stol), stol > 0
     polar_on = setup.polarization_correction or setup.oversample_polar
+    polar = None
     if polar_on:
-        polar = kahn_factor(xp, inc, d[:, :, :, None, :], setup.detector.polar, g.asarray(setup.kahn))
-    else:
-        polar = xp.ones(stol.shape, dtype=g.dtype, device=g.device)
-
-    scat_w = ctx.asarray(xp.reshape(scat, (P * T * S * K, 3)))
-    Q = int(setup.orientations_w.shape[0])
+        (bx, by, bz), (ex, ey, ez) = setup.polar_frame_xyz
+        dk = tuple(c[..., None] for c in d)
+        polar = kahn_from_projections(xp, dk[0] * ix + dk[1] * iy + dk[2] * iz,
+                                      dk[0] * ex + dk[1] * ey + dk[2] * ez,
+                                      dk[0] * bx + dk[1] * by + dk[2] * bz, setup.kahn_g)
+    scat_w = tuple(ctx.asarray(c) for c in scat)
     flagged = setup.oversample_omega or setup.oversample_polar or setup.oversample_thick
-    r2f = R_E_SQR_M2 * setup.fluence_w
-    if not flagged:
-        total = None
-        for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
-            terms, _ = _terms(setup, scat_w, setup.orientations_w[q0:q0 + q_block, ...])
-            part = xp.sum(terms, axis=1)
-            total = part if total is None else total + part
-        total = xp.reshape(total, (P, T, S, K))
+    if flagged:
+        return _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K)
+    Q = int(setup.orientations_w.shape[0])
+    total = None
+    for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
+        terms, _ = _terms(setup, scat_w, setup.orientations_w[q0:q0 + q_block, ...])
+        part = xp.sum(terms, axis=-1)
+        total = part if total is None else total + part                 # (P, T, S, K)
+    if valid is not None:
         total = xp.where(ctx.asarray(valid, dtype=xp.bool), total, xp.zeros_like(total))
-        I = setup.I_bg_w + xp.sum(xp.reshape(total, (P, T * S * K)), axis=1)
-        # cached factors: solid angle of the first sub-pixel, polarization of the
-        # first path that was not cut by dmin, capture fraction of the last layer
-        omega_c = omega[:, 0, 0]
-        cap_c = cap[:, T - 1, 0]
-        if setup.polarization_correction:
-            v = xp.reshape(valid, (P, T * S * K))
-            first = v & (xp.cumulative_sum(xp.astype(v, xp.int32), axis=1) == 1)
-            polar_c = xp.sum(xp.where(first, xp.reshape(polar, (P, T * S * K)), xp.zeros_like(xp.reshape(polar, (P, T * S * K)))), axis=1)
-        else:
-            polar_c = xp.ones_like(omega_c)
-        factor = ctx.asarray(cap_c * polar_c * omega_c)
-        return r2f * I / setup.steps * factor
-    return _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K, r2f)
+    I = setup.I_bg_w + xp.sum(xp.reshape(total, (P, T * S * K)), axis=1)
+    # cached factors: solid angle of the first sub-pixel, polarization of the
+    # first path that was not cut by dmin, capture fraction of the last layer
+    factor = omega[:, 0, 0]
+    if cap is not None:
+        factor = factor * cap[:, T - 1, 0]
+    if setup.polarization_correction:
+        factor = factor * _first_kept(xp, polar, valid, P)
+    return setup.scale_w * I * ctx.asarray(factor)
 
 
-def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K, r2f):
+def _first_kept(xp, values, valid, P):
+    """values (P, T, S, K) at the first (t, s, k) that ``valid`` keeps; 0 where none is kept."""
+    flat = xp.reshape(values, (P, -1))
+    if valid is None:
+        return flat[:, 0]
+    v = xp.reshape(valid, (P, -1))
+    first = v & (xp.cumulative_sum(xp.astype(v, xp.int32), axis=1) == 1)
+    return xp.sum(xp.where(first, flat, xp.zeros_like(flat)), axis=1)
+
+
+def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K):
     """The reference's running-sum semantics under -oversample_omega/_polar/_thick.
 
     After every term the running sum is multiplied by the current factors, so
@@ -183,9 +222,16 @@ def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K, r2f):
     giving g^c for c counted terms; across groups the products are formed from
     log-sums with an explicit count of zero factors.
     """
-    ctx = setup.ctx
+    ctx, g = setup.ctx, setup.gctx
     xp = ctx.xp
-    gfac = xp.ones(valid.shape, dtype=setup.gctx.dtype, device=setup.gctx.device)
+    shape = (P, T, S, K)
+    if cap is None:  # no sensor thickness: the factor is 1, or 0 when it is recomputed per path
+        cap = xp.zeros_like(omega) if setup.oversample_thick else xp.ones_like(omega)
+    if polar is None:
+        polar = xp.ones(shape, dtype=g.dtype, device=g.device)
+    if valid is None:
+        valid = xp.ones(shape, dtype=xp.bool, device=g.device)
+    gfac = xp.ones(shape, dtype=g.dtype, device=g.device)
     if setup.oversample_thick:
         gfac = gfac * cap[..., None]
     if setup.oversample_polar:
@@ -195,9 +241,14 @@ def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K, r2f):
     G = P * T * S * K
     gw = ctx.asarray(xp.reshape(gfac, (G,)))
     vw = xp.reshape(ctx.asarray(valid, dtype=xp.bool), (G,))
-    terms, Fl = _terms(setup, scat_w, setup.orientations_w)               # (G, Q)
-    water = setup.water_on  # host decision (I_bg may be a traced array)
-    counted = (Fl != 0) | water if not water else xp.ones(Fl.shape, dtype=xp.bool, device=ctx.device)
+    terms, Fl = _terms(setup, scat_w, setup.orientations_w)
+    Q = int(terms.shape[-1])
+    terms = xp.reshape(terms, (G, Q))
+    Fl = xp.reshape(Fl, (G, Q))
+    if setup.water_on:  # host decision (I_bg may be a traced array)
+        counted = xp.ones(Fl.shape, dtype=xp.bool, device=ctx.device)
+    else:
+        counted = Fl != 0
     counted = counted & vw[:, None]
     cnt = xp.astype(counted, ctx.dtype)
     # c_j: counted terms from j to the end of its group (inclusive)
@@ -217,15 +268,12 @@ def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K, r2f):
     all_log = xp.sum(logG, axis=1)
     all_prod = xp.where(xp.sum(zc, axis=1) > 0, xp.zeros_like(all_log), xp.exp(all_log))
     I = setup.I_bg_w * all_prod + xp.sum(contrib * later, axis=1)
-    factor = ctx.asarray(xp.ones((P,), dtype=setup.gctx.dtype, device=setup.gctx.device))
+    factor = xp.ones((P,), dtype=g.dtype, device=g.device)
     if not setup.oversample_thick:
-        factor = factor * ctx.asarray(cap[:, T - 1, 0])
+        factor = factor * cap[:, T - 1, 0]
     if not setup.oversample_polar:
         pol = polar if setup.polarization_correction else xp.ones_like(polar)
-        v = xp.reshape(valid, (P, T * S * K))
-        first = v & (xp.cumulative_sum(xp.astype(v, xp.int32), axis=1) == 1)
-        pc = xp.sum(xp.where(first, xp.reshape(pol, (P, -1)), xp.zeros_like(xp.reshape(pol, (P, -1)))), axis=1)
-        factor = factor * ctx.asarray(pc)
+        factor = factor * _first_kept(xp, pol, valid, P)
     if not setup.oversample_omega:
-        factor = factor * ctx.asarray(omega[:, 0, 0])
-    return r2f * I / setup.steps * factor
+        factor = factor * omega[:, 0, 0]
+    return setup.scale_w * I * ctx.asarray(factor)

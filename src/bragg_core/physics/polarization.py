@@ -14,13 +14,22 @@ def kahn_factor(xp, incident, diffracted, e_axis, kahn):
     formed from the projections directly, which stays finite (and
     differentiable) when the ray lies along the beam.
     """
-    c2t = dot(xp, incident, diffracted)
-    c2t2 = c2t * c2t
-    s2t2 = 1.0 - c2t2
+    b_in, e_in = polarization_frame(xp, incident, e_axis)
+    return kahn_from_projections(xp, dot(xp, incident, diffracted), dot(xp, diffracted, e_in),
+                                 dot(xp, diffracted, b_in), kahn)
+
+
+def polarization_frame(xp, incident, e_axis):
+    """Unit vectors (B, E) spanning the plane normal to the incident beam; E is nearest ``e_axis``."""
     b_in = unit(xp, cross(xp, e_axis, incident))
     e_in = unit(xp, cross(xp, incident, b_in))
-    e_out = dot(xp, diffracted, e_in)
-    b_out = dot(xp, diffracted, b_in)
+    return b_in, e_in
+
+
+def kahn_from_projections(xp, c2t, e_out, b_out, kahn):
+    """The Kahn factor from cos 2theta and the diffracted ray's projections on E and B."""
+    c2t2 = c2t * c2t
+    s2t2 = 1.0 - c2t2
     r2 = e_out * e_out + b_out * b_out
     safe = xp.where(r2 == 0, xp.ones_like(r2), r2)
     cos2psi = xp.where(r2 == 0, xp.ones_like(r2), (e_out * e_out - b_out * b_out) / safe)
