@@ -36,5 +36,5 @@ output:
   -pgmfile FILE (image.pgm)  -scale s  -pgmscale s  -adc offset (40)  -seed N  -nonoise  -nopgm  -noprogress
 engine:
   -backend numpy|torch|cupy|jax|dask|array_api_strict  -device NAME  -dtype float32|float64
-  -memory_budget MiB     working memory per tile (default 64)
+  -memory_budget MiB     working memory per tile and thread (default 16)
 """

@@ -25,7 +25,7 @@ from ..physics.structure_factors import interpolation_inside, nearest, tricubic
 from ..units import R_E_SQR_M2
 from .setup import Setup
 
-DEFAULT_MEMORY_BUDGET = 64 * 2**20  # bytes of temporaries per tile
+DEFAULT_MEMORY_BUDGET = 16 * 2**20  # bytes of temporaries per tile (per thread)
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
     Sd = sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (P, os): slow sub-pixels
     Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (P, os_, os_)), (P, 1, os_ * os_))
     Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (P, os_, os_)), (P, 1, os_ * os_))
-    Od = xp.reshape(g.arange(T) * setup.thick.step, (1, T, 1))
+    Od = xp.reshape(g.arange(T) * setup.thick_step_m, (1, T, 1))  # an array when the thickness is (gradients)
     p0, f, s, o = (_components(v) for v in (dg.pix0_m, dg.fdet, dg.sdet, dg.odet))
     pos = [p0[i] + Fd * f[i] + Sd * s[i] + Od * o[i] for i in range(3)]   # each (P, T, S)
     if setup.curved:
@@ -90,7 +90,7 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
     if setup.thick.range > 0 or setup.oversample_thick:
         t = xp.reshape(g.arange(T), (1, T, 1))
         parallax = d[0] * o[0] + d[1] * o[1] + d[2] * o[2]
-        cap = capture_fraction(xp, t, setup.thick.step, setup.mu_per_m, parallax)
+        cap = capture_fraction(xp, t, setup.thick_step_m, setup.mu_per_m, parallax)
     else:
         cap = None
     return d, omega, cap

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,15 @@ def _working_arrays(setup: Setup) -> None:
         setup.grid_w = FGrid(flat=ctx.asarray(setup.grid.flat), shape=setup.grid.shape, lower=setup.grid.lower)
 
 
+def _threads(ctx, n_tiles: int) -> int:
+    """Worker threads for the tile loop: NumPy only (other backends thread internally)."""
+    if ctx.name != "numpy" or n_tiles < 2:
+        return 1
+    env = os.environ.get("BRAGG_CORE_THREADS")
+    want = int(env) if env and env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    return max(1, min(want, n_tiles))
+
+
 def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
     """The float image (spixels, fpixels) in the working namespace, device and dtype.
 
@@ -54,16 +65,25 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
     W, H = x1 - x0 + 1, y1 - y0 + 1
     n = W * H
     plan = plan_tiles(setup, n, memory_budget_bytes or DEFAULT_MEMORY_BUDGET)
-    tiles = []
-    for start in range(0, n, plan.pixels_per_tile):  # the tile loop
+
+    def tile(start):
         stop = min(n, start + plan.pixels_per_tile)
         p = g.arange(stop - start) + float(start)
         s_idx = xp.floor(p / W)
         f_idx = p - s_idx * W + float(x0)
-        s_idx = s_idx + float(y0)
-        tiles.append(render_tile(setup, f_idx, s_idx, plan.orientations_per_block))
+        out = render_tile(setup, f_idx, s_idx + float(y0), plan.orientations_per_block)
         if progress is not None:
             progress(stop - start)
+        return out
+
+    starts = range(0, n, plan.pixels_per_tile)  # the tile loop
+    workers = _threads(ctx, len(starts))
+    if workers > 1:
+        # NumPy releases the GIL inside its ufuncs: tiles run concurrently
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            tiles = list(pool.map(tile, starts))
+    else:
+        tiles = [tile(start) for start in starts]
     block = xp.reshape(xp.concat(tiles) if len(tiles) > 1 else tiles[0], (H, W))
     if setup.mask is not None:
         m = ctx.asarray(np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1] != 0, dtype=xp.bool)
