@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .._backend import is_scalar
 from ..geometry.vectors import rotate_axis
 from ..physics import lattice
 from ..physics.detector_response import capture_fraction, solid_angle
@@ -55,12 +56,16 @@ def _components(v):
     return v[..., 0], v[..., 1], v[..., 2]
 
 
-def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
+def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
     """Diffracted directions and per-sub-pixel factors of a tile, in the geometry dtype.
 
-    Vectors are kept as separate x, y, z arrays of shape (P, T, S) (structure
-    of arrays: every operation is a plain elementwise one).  Returns
-    ``(dx, dy, dz), omega, capture``.
+    The tile is the rectangle of slow indices ``s_idx`` (R,) by fast indices
+    ``f_idx`` (C,); its P = R * C pixels are in row order.  Vectors are kept as
+    separate x, y, z arrays of shape (P, T, S) (structure of arrays), built by
+    broadcasting a per-row and a per-column part.  Solid angle and capture
+    fraction are returned for every path when ``all_factors``, otherwise only
+    for the path the final scale uses (first sub-pixel; last layer), as (P,).
+    Returns ``(dx, dy, dz), omega, capture`` (capture None without a sensor).
     """
     g = setup.gctx
     xp = g.xp
@@ -68,15 +73,16 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
     os_ = setup.oversample
     sub = dg.pixel_size_m / os_
     j = g.arange(os_)
-    P = f_idx.shape[0]
-    T = setup.thick.count
-    Fd = sub * (f_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (P, os): fast sub-pixels
-    Sd = sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (P, os): slow sub-pixels
-    Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (P, os_, os_)), (P, 1, os_ * os_))
-    Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (P, os_, os_)), (P, 1, os_ * os_))
-    Od = xp.reshape(g.arange(T) * setup.thick_step_m, (1, T, 1))  # an array when the thickness is (gradients)
+    R_, C_ = s_idx.shape[0], f_idx.shape[0]
+    P = R_ * C_
+    T, S = setup.thick.count, os_ * os_
+    Fd = sub * (f_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (C, os): fast sub-pixels
+    Sd = sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (R, os): slow sub-pixels
+    Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (C_, os_, os_)), (1, C_, 1, S))
+    Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (R_, os_, os_)), (R_, 1, 1, S))
+    Od = xp.reshape(g.arange(T) * setup.thick.step, (1, 1, T, 1))
     p0, f, s, o = (_components(v) for v in (dg.pix0_m, dg.fdet, dg.sdet, dg.odet))
-    pos = [p0[i] + Fd * f[i] + Sd * s[i] + Od * o[i] for i in range(3)]   # each (P, T, S)
+    pos = [xp.reshape((p0[i] + Sd * s[i]) + Fd * f[i] + Od * o[i], (P, T, S)) for i in range(3)]
     if setup.curved:
         # every pixel at the same distance: the flat y and z coordinates, divided
         # by the distance, are the angles about the slow and fast axes
@@ -86,13 +92,17 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
         pos = list(_components(rotate_axis(xp, tilted, dg.fdet, flat[..., 2] / dg.distance_m)))
     R = xp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
     d = tuple(c / R for c in pos)
-    omega = solid_angle(xp, R, dg.pixel_size_m, dg.close_distance_m, setup.point_pixel)
+    R_sel = R if all_factors else R[:, 0, 0]
+    omega = solid_angle(xp, R_sel, dg.pixel_size_m, dg.close_distance_m, setup.point_pixel)
+    cap = None
     if setup.thick.range > 0 or setup.oversample_thick:
-        t = xp.reshape(g.arange(T), (1, T, 1))
-        parallax = d[0] * o[0] + d[1] * o[1] + d[2] * o[2]
-        cap = capture_fraction(xp, t, setup.thick_step_m, setup.mu_per_m, parallax)
-    else:
-        cap = None
+        if all_factors:
+            t = xp.reshape(g.arange(T), (1, T, 1))
+            parallax = d[0] * o[0] + d[1] * o[1] + d[2] * o[2]
+        else:
+            t = float(T - 1)
+            parallax = d[0][:, T - 1, 0] * o[0] + d[1][:, T - 1, 0] * o[1] + d[2][:, T - 1, 0] * o[2]
+        cap = capture_fraction(xp, t, setup.thick.step, setup.mu_per_m, parallax)
     return d, omega, cap
 
 
@@ -159,12 +169,13 @@ def _terms(setup: Setup, scat, orient):
 
 
 def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
-    """Pixel values (P,) in the working dtype for pixels at (f_idx, s_idx)."""
+    """Pixel values (P,) in the working dtype for the tile ``s_idx`` x ``f_idx`` (row order)."""
     ctx, g = setup.ctx, setup.gctx
     xp = ctx.xp
-    P = f_idx.shape[0]
+    P = s_idx.shape[0] * f_idx.shape[0]
     T, S, K = setup.thick.count, setup.oversample ** 2, setup.n_sources
-    d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx)
+    flagged = setup.oversample_omega or setup.oversample_polar or setup.oversample_thick
+    d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx, all_factors=flagged)
     ix, iy, iz = setup.incident_xyz
     lam = setup.sources.wavelength_m
     scat = tuple((c[..., None] - i) / lam for c, i in zip(d, (ix, iy, iz)))   # (P, T, S, K), 1/m
@@ -172,16 +183,18 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     if setup.dmin_m > 0:
         stol2 = 0.25 * (scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
         valid = ~(4.0 * setup.dmin_m ** 2 * stol2 > 1.0)  # dmin > 1 / (2 stol), stol > 0
-    polar_on = setup.polarization_correction or setup.oversample_polar
     polar = None
-    if polar_on:
-        (bx, by, bz), (ex, ey, ez) = setup.polar_frame_xyz
-        dk = tuple(c[..., None] for c in d)
-        polar = kahn_from_projections(xp, dk[0] * ix + dk[1] * iy + dk[2] * iz,
-                                      dk[0] * ex + dk[1] * ey + dk[2] * ez,
-                                      dk[0] * bx + dk[1] * by + dk[2] * bz, setup.kahn_g)
+    if setup.polarization_correction or setup.oversample_polar:
+        if flagged or valid is not None:   # every path's value is needed
+            dk = tuple(c[..., None] for c in d)
+            polar = _polarization(setup, dk, setup.incident_xyz, setup.polar_frame_xyz)
+        else:                              # only the first path's
+            d0 = tuple(c[:, 0, 0] for c in d)
+            first = lambda v: tuple(c[0] for c in v)  # noqa: E731
+            (bx, by, bz), (ex, ey, ez) = setup.polar_frame_xyz
+            polar = _polarization(setup, d0, first(setup.incident_xyz),
+                                  (first((bx, by, bz)), first((ex, ey, ez))))
     scat_w = tuple(ctx.asarray(c) for c in scat)
-    flagged = setup.oversample_omega or setup.oversample_polar or setup.oversample_thick
     if flagged:
         return _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K)
     Q = int(setup.orientations_w.shape[0])
@@ -195,12 +208,23 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     I = setup.I_bg_w + xp.sum(xp.reshape(total, (P, T * S * K)), axis=1)
     # cached factors: solid angle of the first sub-pixel, polarization of the
     # first path that was not cut by dmin, capture fraction of the last layer
-    factor = omega[:, 0, 0]
+    factor = omega
     if cap is not None:
-        factor = factor * cap[:, T - 1, 0]
+        factor = factor * cap
     if setup.polarization_correction:
-        factor = factor * _first_kept(xp, polar, valid, P)
+        factor = factor * (polar if valid is None else _first_kept(xp, polar, valid, P))
     return setup.scale_w * I * ctx.asarray(factor)
+
+
+def _polarization(setup: Setup, d, inc, frame):
+    """Kahn factor for diffracted components ``d`` and incident/frame components (broadcasting)."""
+    xp = setup.gctx.xp
+    (bx, by, bz), (ex, ey, ez) = frame
+    c2t = d[0] * inc[0] + d[1] * inc[1] + d[2] * inc[2]
+    if is_scalar(setup.kahn_g) and setup.kahn_g == 0:
+        return 0.5 * (1.0 + c2t * c2t)  # unpolarised: the azimuth drops out
+    return kahn_from_projections(xp, c2t, d[0] * ex + d[1] * ey + d[2] * ez,
+                                 d[0] * bx + d[1] * by + d[2] * bz, setup.kahn_g)
 
 
 def _first_kept(xp, values, valid, P):

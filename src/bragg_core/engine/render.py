@@ -65,26 +65,35 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
     W, H = x1 - x0 + 1, y1 - y0 + 1
     n = W * H
     plan = plan_tiles(setup, n, memory_budget_bytes or DEFAULT_MEMORY_BUDGET)
+    # rectangular tiles: bands of whole ROI rows, or pieces of one row when a row is too large
+    per = plan.pixels_per_tile
+    if W <= per:
+        band = per // W
+        rects = [(r, min(H, r + band), 0, W) for r in range(0, H, band)]
+    else:
+        rects = [(r, r + 1, c, min(W, c + per)) for r in range(H) for c in range(0, W, per)]
 
-    def tile(start):
-        stop = min(n, start + plan.pixels_per_tile)
-        p = g.arange(stop - start) + float(start)
-        s_idx = xp.floor(p / W)
-        f_idx = p - s_idx * W + float(x0)
-        out = render_tile(setup, f_idx, s_idx + float(y0), plan.orientations_per_block)
+    def tile(rect):
+        r0, r1, c0, c1 = rect
+        s_idx = g.arange(r1 - r0) + float(y0 + r0)
+        f_idx = g.arange(c1 - c0) + float(x0 + c0)
+        out = xp.reshape(render_tile(setup, f_idx, s_idx, plan.orientations_per_block), (r1 - r0, c1 - c0))
         if progress is not None:
-            progress(stop - start)
+            progress((r1 - r0) * (c1 - c0))
         return out
 
-    starts = range(0, n, plan.pixels_per_tile)  # the tile loop
-    workers = _threads(ctx, len(starts))
+    workers = _threads(ctx, len(rects))  # the tile loop
     if workers > 1:
         # NumPy releases the GIL inside its ufuncs: tiles run concurrently
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            tiles = list(pool.map(tile, starts))
+            tiles = list(pool.map(tile, rects))
     else:
-        tiles = [tile(start) for start in starts]
-    block = xp.reshape(xp.concat(tiles) if len(tiles) > 1 else tiles[0], (H, W))
+        tiles = [tile(rect) for rect in rects]
+    if W > per:  # join the pieces of each row
+        per_row = len(tiles) // H
+        tiles = [xp.concat(tiles[i * per_row:(i + 1) * per_row], axis=1) if per_row > 1 else tiles[i * per_row]
+                 for i in range(H)]
+    block = xp.concat(tiles, axis=0) if len(tiles) > 1 else tiles[0]
     if setup.mask is not None:
         m = ctx.asarray(np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1] != 0, dtype=xp.bool)
         block = xp.where(m, block, xp.zeros_like(block))
