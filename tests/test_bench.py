@@ -82,7 +82,7 @@ def test_every_result_is_complete_and_sane(report):
     assert len(results) == len(report["cases"]) * 2  # numpy x (float64, float32)
     for r in results:
         where = f"{r['case']} {r['backend']} {r['dtype']}"
-        assert r["error"] is None, where
+        assert r["error"] is None, (where, r["error"])
         w, s = r["whole"], r["steady"]
         for v in (w["median_s"], w["min_s"], w["peak_rss_bytes"], w["pixels_per_s"],
                   s["median_s"], s["min_s"], s["first_call_s"], s["peak_rss_bytes"],

@@ -152,7 +152,7 @@ def accuracy(test: np.ndarray, ref: np.ndarray) -> dict:
 def _env(threads: int, backend: str | None = None, dtype: str | None = None) -> dict:
     env = dict(os.environ)
     t = str(threads)
-    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t)
+    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, BRAGG_CORE_THREADS=t)
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env
 
@@ -263,6 +263,7 @@ def machine_info() -> dict:
                     info["mem_total_bytes"] = int(line.split()[1]) * 1024
     except OSError:
         pass
+    info.update(source_info())
     import importlib.metadata as md
 
     for pkg in ("numpy", "torch", "jax", "jaxlib", "array-api-compat", "bragg_core"):
@@ -270,6 +271,30 @@ def machine_info() -> dict:
             info[f"version_{pkg}"] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
+    return info
+
+
+def source_info() -> dict:
+    """Which bragg_core was measured: its path and, inside a git checkout, the commit and local edits."""
+    import bragg_core
+
+    pkg = os.path.dirname(os.path.abspath(bragg_core.__file__))
+    info: dict[str, Any] = {"bragg_core_path": pkg, "pythonpath": os.environ.get("PYTHONPATH")}
+    snap = os.path.join(os.path.dirname(os.path.dirname(pkg)), "SNAPSHOT_COMMIT")
+    if os.path.exists(snap):  # a 'git archive' copy made for a stable long run
+        with open(snap) as fh:
+            info["git_head"] = fh.read().strip()
+        info["git_dirty"] = []
+        return info
+    try:
+        head = subprocess.run(["git", "-C", pkg, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            info["git_head"] = head.stdout.strip()
+            st = subprocess.run(["git", "-C", pkg, "status", "--porcelain", "--", "."],
+                                capture_output=True, text=True, timeout=10)
+            info["git_dirty"] = [ln[3:] for ln in st.stdout.splitlines()]
+    except (OSError, subprocess.SubprocessError):
+        pass
     return info
 
 
