@@ -32,12 +32,40 @@ def is_unit_count(n) -> bool:
     return _is_integral(n) and float(n) <= 1
 
 
+# Up to this N the grating function is evaluated as a Chebyshev polynomial
+# (one cosine and 2(N-2) multiply-adds); above it as a ratio of sines.
+CHEBYSHEV_MAX_N = 12
+
+
+def chebyshev_u(xp, c, n: int):
+    """U_n(c) by the three-term recurrence U_k = 2c U_(k-1) - U_(k-2) (stable for |c| <= 1).
+
+    U_(N-1)(cos x) = sin(N x) / sin(x), including its limit +-N at x = m pi.
+    """
+    if n == 0:
+        return xp.ones_like(c)
+    two_c = 2.0 * c
+    u_prev, u = 1.0, two_c
+    for _ in range(n - 1):  # over the polynomial degree, not over data
+        u_prev, u = u, two_c * u - u_prev
+    return u
+
+
+def _sign_even(xp, h0, N: int):
+    """(-1)^((N-1) h0): always +1 for odd N, (-1)^h0 for even N."""
+    if N % 2:
+        return 1.0
+    return 1.0 - 2.0 * (h0 - 2.0 * xp.floor(0.5 * h0))
+
+
 def sincg(xp, h, h0, n):
     """Grating function sin(N pi h) / sin(pi h), with its limit N at integer h.
 
     Evaluated on the offset d = h - h0 from the nearest integer, so that single
     precision stays accurate at strong reflections: for integer N,
-    sin(N pi h)/sin(pi h) = (-1)^((N-1) h0) sin(N pi d)/sin(pi d).
+    sin(N pi h)/sin(pi h) = (-1)^((N-1) h0) sin(N pi d)/sin(pi d)
+    = (-1)^((N-1) h0) U_(N-1)(cos(pi d)), the Chebyshev form used up to
+    ``CHEBYSHEV_MAX_N`` (no division, no special case at d = 0).
     For a non-integer or array N (a refined, differentiable N) the same idea
     with N = M + f, M = round(N) held constant:
     sin(N pi h)/sin(pi h) = (-1)^((M-1) h0) sin(pi (f h0 + N d))/sin(pi d),
@@ -46,15 +74,15 @@ def sincg(xp, h, h0, n):
     double where (finite gradients at the Bragg peak centre).
     """
     d = h - h0
+    if _is_integral(n) and float(n) <= CHEBYSHEV_MAX_N:
+        return _sign_even(xp, h0, int(n)) * chebyshev_u(xp, xp.cos(math.pi * d), int(n) - 1)
     x = math.pi * d
     small = d == 0
     den = xp.where(small, xp.ones_like(x), xp.sin(x))
     if _is_integral(n):
         N = float(n)
         ratio = xp.sin(N * x) / den
-        parity = xp.remainder(h0 * (N - 1.0), 2.0)
-        sign = 1.0 - 2.0 * parity
-        return sign * xp.where(small, xp.full_like(x, N), ratio)
+        return _sign_even(xp, h0, int(N)) * xp.where(small, xp.full_like(x, N), ratio)
     # general N (possibly an array that carries gradients)
     M = xp.round(n) if not is_scalar(n) else float(round(float(n)))
     f = n - M
