@@ -63,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return _run(cfg)
     except KeyboardInterrupt:
         return _fail("interrupted; no output written", 130)
+    except ValueError as exc:  # a value only the engine could judge (ExperimentError, BackendError)
+        return _fail(f"{exc}; no output written")
+    except Exception as exc:  # never a traceback: one line, and the way to see more
+        if os.environ.get("BRAGG_CORE_DEBUG"):
+            raise
+        return _fail(f"{type(exc).__name__}: {exc}; no output written "
+                     "(set BRAGG_CORE_DEBUG=1 for the traceback)", 1)
 
 
 def _run(cfg) -> int:
