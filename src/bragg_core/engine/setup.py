@@ -9,7 +9,7 @@ counts, sampling counts and scale factors.  Geometry is evaluated in float64
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,8 @@ class Setup:
     mosaic_spread_rad: Any    # host copy (float), None when traced
     n_mosaic: int
     orientations_m: Any       # (n_phi * n_mos, 3, 3) real-space cells in metres
-    thick: Steps              # host copies (counts decide; a traced thickness is taken as positive)
-    thick_step_m: Any         # layer step: a number, or an array of the thickness (differentiable)
+    thick: Steps              # count and range are host copies (a traced thickness counts as positive);
+                              # step is a number, or an array of the thickness (differentiable)
     mu_per_m: Any
     grid: FGrid | None
     default_F: Any
@@ -186,9 +186,8 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     no_absorption = depth is not None and (math.isinf(depth_h) or depth_h == 0.0)
     thick = thickness_steps(0.0 if no_absorption else thick_h * 1e-6, None, det.thickness_steps)
     if thick.range > 0 and not _plain(thick_in):
-        thick_step = g.asarray(thick_in) * 1e-6 * (thick.step / thick.range)
-    else:
-        thick_step = thick.step
+        # the layer step as an array of the thickness: gradients reach thickness_um
+        thick = replace(thick, step=g.asarray(thick_in) * 1e-6 * (thick.step / thick.range))
     if no_absorption:
         mu = 0.0
     elif depth is not None:
@@ -248,7 +247,7 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
         oversample=int(oversample), oversample_auto=auto, interpolate=interpolate,
         phi=phi, phi0_rad=phi0, mosaic_spread_rad=spread_host if host_scalar(spread_in) is not None or spread_in is None else None,
         n_mosaic=n_mos, orientations_m=orient,
-        thick=thick, thick_step_m=thick_step, mu_per_m=mu, grid=grid,
+        thick=thick, mu_per_m=mu, grid=grid,
         default_F=cr.default_F if _plain(cr.default_F) else ctx.asarray(cr.default_F),
         shape=cr.shape, fudge=cr.fudge if _plain(cr.fudge) else ctx.asarray(cr.fudge),
         dmin_m=_host(cr.dmin_A, "Crystal.dmin_A") * 1e-10, fluence=fluence, I_bg=I_bg, water_on=water_on,
