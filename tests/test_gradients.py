@@ -365,3 +365,17 @@ def test_finite_gradients_at_the_direct_beam_and_a_peak_centre(shape):
     grads = torch.autograd.grad(img.sum(), [*tensors.values(), bc, dist, lam])
     for g in grads:
         assert torch.all(torch.isfinite(g))
+
+
+@pytest.mark.parametrize("where, field, value", [
+    ("beam", "dispersion_percent", 1.0),
+    ("beam", "hdiv_range_mrad", 0.5),
+    ("crystal", "dmin_A", 2.0),
+    ("crystal", "osc_deg", 0.1),
+])
+def test_host_only_parameters_refuse_gradients(where, field, value):
+    # parameters that only choose counts or cut-offs on the host are refused
+    # loudly when they carry gradients, never detached silently
+    with pytest.raises(ValueError, match=field):
+        image(**{where: {field: t(value)}})
+    image(**{where: {field: torch.tensor(value, dtype=F64)}})  # without grad: a plain value

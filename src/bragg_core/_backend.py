@@ -35,6 +35,8 @@ __all__ = [
     "is_lazy",
     "backend_name",
     "host_scalar",
+    "host_only",
+    "carries_gradient",
 ]
 
 BACKEND_NAMES = ("numpy", "torch", "cupy", "jax", "dask", "array_api_strict")
@@ -349,6 +351,11 @@ class Context:
         if _is_array(x):
             x_ns, _ = namespace_of(x)
             if x_ns is not xp and backend_name(x_ns) != self.name:
+                if carries_gradient(x):  # never detach silently
+                    raise BackendError(
+                        f"a {backend_name(x_ns)} array that carries gradients cannot be moved to "
+                        f"{self.name}; give every differentiable parameter in one backend"
+                    )
                 x = to_numpy(x)
             else:
                 dev = _compat().device(x)
@@ -448,6 +455,32 @@ def host_scalar(value: Any):
         return float(np.asarray(to_numpy(value), dtype=np.float64).reshape(()))
     except TypeError:  # JAX's ConcretizationTypeError/TracerArrayConversionError are TypeErrors
         return None
+
+
+def carries_gradient(value: Any) -> bool:
+    """True for a value that autodiff is following: a torch tensor that requires grad, a JAX tracer."""
+    if value is None or is_scalar(value) or isinstance(value, np.ndarray):
+        return False
+    if getattr(value, "requires_grad", False):
+        return True
+    return type(value).__module__.startswith("jax") and host_scalar(value) is None
+
+
+def host_only(value: Any, what: str):
+    """Host copy (float) of a parameter the engine uses only on the host (a count, a cut-off).
+
+    Such a parameter cannot carry gradients; rather than detach it silently, a
+    tensor that requires grad or a JAX tracer is refused with a ValueError
+    naming ``what``.
+    """
+    if value is None:
+        return None
+    if carries_gradient(value):
+        raise ValueError(
+            f"{what} is not differentiable (it is used on the host to choose sampling counts "
+            "or cut-offs); pass it as a plain number or an array that does not require grad"
+        )
+    return host_scalar(value)
 
 
 def finite_scalar(value: Any) -> bool:

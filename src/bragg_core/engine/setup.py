@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Context, backend_name, host_scalar, is_scalar, to_numpy
+from .._backend import Context, backend_name, host_only, host_scalar, is_scalar, to_numpy
 from ..experiment import Experiment, ExperimentError
 from ..geometry.crystal import CellGeometry, cell_geometry, orientations
 from ..geometry.detector import DetectorGeometry, detector_geometry
@@ -95,16 +95,11 @@ def _plain(v) -> bool:
 
 
 def _host(v, what: str):
-    """Host copy of ``v`` for a discrete choice; a traced value (no host copy) is an error."""
-    if v is None:
-        return None
-    h = host_scalar(v)
-    if h is None:
-        raise ExperimentError(
-            f"{what} is a traced JAX value, but it decides a discrete choice here "
-            "(a count, a cut-off): pass it as a concrete number"
-        )
-    return h
+    """Host copy of a parameter used only on the host; one that carries gradients is refused."""
+    try:
+        return host_only(v, what)
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 def _choice(v, unknown: float):

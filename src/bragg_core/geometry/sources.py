@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import host_only
 from ..experiment import Beam
 from .sampling import Steps, range_steps
 from .vectors import cross, rotate_axis, unit
@@ -60,9 +61,12 @@ def beam_sources(beam: Beam, beam_vec, polar_vec, g) -> Sources:
         return Sources(incident, lam, int(pos.shape[0]), one, one, one, np.zeros((int(pos.shape[0]), 2)))
 
     mr = 1e-3
-    h = range_steps(_mr(beam.hdiv_range_mrad), _mr(beam.hdiv_step_mrad), beam.hdiv_steps)
-    v = range_steps(_mr(beam.vdiv_range_mrad), _mr(beam.vdiv_step_mrad), beam.vdiv_steps)
-    d = range_steps(_frac(beam.dispersion_percent), None, beam.dispersion_steps)
+    # divergence and dispersion set the source grid on the host: not differentiable
+    h = range_steps(_mr(beam.hdiv_range_mrad, "Beam.hdiv_range_mrad"),
+                    _mr(beam.hdiv_step_mrad, "Beam.hdiv_step_mrad"), beam.hdiv_steps)
+    v = range_steps(_mr(beam.vdiv_range_mrad, "Beam.vdiv_range_mrad"),
+                    _mr(beam.vdiv_step_mrad, "Beam.vdiv_step_mrad"), beam.vdiv_steps)
+    d = range_steps(_frac(beam.dispersion_percent, "Beam.dispersion_percent"), None, beam.dispersion_steps)
     offs = divergence_offsets(h, v, beam.round_divergence)
     vert = unit(xp, cross(xp, beam_vec, polar_vec))
     toward_source = -SOURCE_DISTANCE_M * beam_vec
@@ -80,9 +84,9 @@ def beam_sources(beam: Beam, beam_vec, polar_vec, g) -> Sources:
     return Sources(incident, lam, n_div, h, v, d, offs)
 
 
-def _mr(v):
-    return None if v is None else float(v) * 1e-3
+def _mr(v, what):
+    return None if v is None else host_only(v, what) * 1e-3
 
 
-def _frac(v):
-    return None if v is None else float(v) / 100.0
+def _frac(v, what):
+    return None if v is None else host_only(v, what) / 100.0
