@@ -462,3 +462,23 @@ def test_detector_and_cell_on_backend(backend, case):
     check_detector(cmp, lines, _header(case), cfg, setup)
     check_cell(cmp, lines, cfg, setup)
     cmp.report()
+
+
+def test_twotheta_axis_does_not_set_the_angle():
+    """Deviation: -twotheta_axis sets only the axis (the reference's substring match also sets 2theta).
+
+    ``twotheta_axis_custom`` gives the axis before -twotheta, so the reference
+    used the intended angle; with the axis given last bragg_core still
+    reproduces every printed number (the reference would have set 2theta to the
+    axis's first component, 0).
+    """
+    argv = golden.args("twotheta_axis_custom")
+    i = argv.index("-twotheta_axis")
+    axis = argv[i:i + 4]
+    argv = argv[:i] + argv[i + 4:] + axis
+    cfg = build_config(parse_args(argv), golden.case_dir("twotheta_axis_custom"))
+    setup = build_setup(cfg.experiment, get_context(backend="numpy", dtype="float64"))
+    assert float(to_numpy(setup.detector.twotheta_rad)) == pytest.approx(math.radians(15.0), rel=1e-15)
+    cmp = Comparison("twotheta_axis_custom, axis last")
+    check_detector(cmp, _lines("twotheta_axis_custom"), _header("twotheta_axis_custom"), cfg, setup)
+    cmp.report()
