@@ -137,3 +137,15 @@ def test_fuzz_input_files(kind, data, tmp_path_factory, capsys):
     if rc != 0:
         assert rc == 2 and "error" in err
         assert set(os.listdir(tmp)) == before
+
+
+def test_trace_pixel_prints_the_reference_quantities(tmp_path, capsys):
+    """-trace_pixel prints the pixel's intermediates; the position equals the reference trace's."""
+    rc, out, err = _run("-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 "
+                        "-detpixels 256 -trace_pixel 128 128 -nonoise -nopgm -noprogress".split(),
+                        tmp_path, capsys)
+    assert rc == 0
+    lines = {ln.split()[1]: ln.split()[2:] for ln in out.splitlines() if ln.startswith("TRACE ")}
+    pos = [float(x) for x in lines["pixel_pos_m"]]
+    assert pos == pytest.approx([0.1, 4.99999999999997e-05, -4.99999999999997e-05], rel=1e-12)
+    assert float(lines["I_pixel"][0]) == pytest.approx(154.652464271383, rel=1e-9)

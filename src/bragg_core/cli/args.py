@@ -182,6 +182,7 @@ class RunConfig:
     memory_budget: int | None
     fdump_written_from: Any
     warnings: list
+    trace_pixels: list = field(default_factory=list)   # (slow, fast) pixels to print every intermediate of
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:
@@ -405,6 +406,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         memory_budget=None if budget is None else int(budget * 2**20),
         fdump_written_from=fdump_src if opts.has("-hkl") else None,
         warnings=warnings,
+        trace_pixels=_trace_requests(opts, fp, sp),
     )
 
 
@@ -458,6 +460,22 @@ def _ingest_headers(opts: Options, cwd: str, warnings: list) -> None:
             opts.from_header.add(target)
             if target not in opts.order:
                 opts.order.insert(0, target)
+
+
+def _trace_requests(opts: Options, fp: int, sp: int) -> list:
+    """(slow, fast) pixels for -trace_pixel SLOW FAST and -printout_pixel FAST SLOW."""
+    out = []
+    if opts.has("-trace_pixel"):
+        out.append(tuple(opts.get("-trace_pixel")))
+    if opts.has("-printout_pixel"):
+        f, s = opts.get("-printout_pixel")
+        out.append((s, f))
+    for s, f in out:
+        if not (0 <= s < sp and 0 <= f < fp):
+            raise UsageError(f"pixel (slow {s}, fast {f}) is outside the {sp} x {fp} detector")
+    if opts.has("-printout") and not opts.has("-printout_pixel"):
+        opts.warnings.append("-printout without -printout_pixel: use -trace_pixel SLOW FAST for one pixel")
+    return out
 
 
 def _pair(p):

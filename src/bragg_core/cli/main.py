@@ -102,6 +102,8 @@ def _run(cfg) -> int:
     for w in sim.setup.warnings:
         print(f"WARNING: {w}")
     setup = sim.setup
+    for slow, fast in cfg.trace_pixels:
+        _print_trace(setup, slow, fast)
     image = np.asarray(to_numpy(sim.image), dtype=np.float32)
     st = sim.stats
     print(f"  {setup.n_sources} sources, {setup.n_mosaic} mosaic domains, {setup.phi.count} phi steps, "
@@ -138,6 +140,21 @@ def _run(cfg) -> int:
     except OSError as exc:
         return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}", 1)
     return 0
+
+
+def _print_trace(setup, slow: int, fast: int) -> None:
+    """Every intermediate of one pixel, one ``TRACE name values`` line each (geometry dtype)."""
+    import numpy as np
+
+    from .._backend import to_numpy
+    from ..engine.trace import trace_pixel
+
+    print(f"TRACE pixel slow={slow} fast={fast}")
+    for key, val in trace_pixel(setup, slow, fast).items():
+        arr = np.asarray(to_numpy(val), dtype=np.float64)
+        flat = " ".join(f"{x:.15g}" for x in arr.ravel()[:48])
+        more = f" ... ({arr.size} values, shape {arr.shape})" if arr.size > 48 else ""
+        print(f"TRACE {key} {flat}{more}")
 
 
 def _smv_bytes(header, data):

@@ -30,7 +30,7 @@ detector:
   -pivot beam|sample     (custom geometry only)              -detector_rotx/_roty/_rotz deg  -twotheta deg
   -curved_det  -point_pixel                                   -detector_thick um -detector_abs um -detector_thicksteps n
   -oversample n  -oversample_omega  -oversample_polar  -oversample_thick
-  -roi xmin xmax ymin ymax  -mask FILE.img  -img FILE.img
+  -roi xmin xmax ymin ymax  -mask FILE.img  -img FILE.img  -trace_pixel SLOW FAST  -printout_pixel FAST SLOW
 output:
   -floatfile FILE (floatimage.bin)  -intfile FILE (intimage.img)  -noisefile FILE (noiseimage.img)
   -pgmfile FILE (image.pgm)  -scale s  -pgmscale s  -adc offset (40)  -seed N  -nonoise  -nopgm  -noprogress
