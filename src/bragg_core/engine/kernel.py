@@ -56,16 +56,12 @@ def _components(v):
     return v[..., 0], v[..., 1], v[..., 2]
 
 
-def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
-    """Diffracted directions and per-sub-pixel factors of a tile, in the geometry dtype.
+def sub_pixel_positions(setup: Setup, f_idx, s_idx):
+    """Sub-pixel positions (m) of the tile ``s_idx`` (R,) x ``f_idx`` (C,) as x, y, z arrays (P, T, S).
 
-    The tile is the rectangle of slow indices ``s_idx`` (R,) by fast indices
-    ``f_idx`` (C,); its P = R * C pixels are in row order.  Vectors are kept as
-    separate x, y, z arrays of shape (P, T, S) (structure of arrays), built by
-    broadcasting a per-row and a per-column part.  Solid angle and capture
-    fraction are returned for every path when ``all_factors``, otherwise only
-    for the path the final scale uses (first sub-pixel; last layer), as (P,).
-    Returns ``(dx, dy, dz), omega, capture`` (capture None without a sensor).
+    P = R * C pixels in row order, T sensor layers, S = oversample^2 sub-pixels
+    (row-major over sub-slow, sub-fast).  Built by broadcasting a per-row and a
+    per-column part; the curved detector then bends the flat positions.
     """
     g = setup.gctx
     xp = g.xp
@@ -90,6 +86,24 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
         flat = xp.stack(pos, axis=-1)
         tilted = rotate_axis(xp, start, dg.sdet, flat[..., 1] / dg.distance_m)
         pos = list(_components(rotate_axis(xp, tilted, dg.fdet, flat[..., 2] / dg.distance_m)))
+    return pos
+
+
+def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
+    """Diffracted directions and per-sub-pixel factors of a tile, in the geometry dtype.
+
+    Vectors are separate x, y, z arrays of shape (P, T, S) (structure of
+    arrays).  Solid angle and capture fraction are returned for every path
+    when ``all_factors``, otherwise only for the path the final scale uses
+    (first sub-pixel; last layer), as (P,).  Returns ``(dx, dy, dz), omega,
+    capture`` (capture None without a sensor thickness).
+    """
+    g = setup.gctx
+    xp = g.xp
+    dg = setup.detector
+    T = setup.thick.count
+    o = _components(dg.odet)
+    pos = sub_pixel_positions(setup, f_idx, s_idx)
     R = xp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
     d = tuple(c / R for c in pos)
     R_sel = R if all_factors else R[:, 0, 0]

@@ -31,34 +31,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..geometry.vectors import dot, norm, rotate_axis
+from ..geometry.vectors import dot, norm
 from ..physics import lattice
 from ..physics.polarization import kahn_factor
-from .kernel import _amplitudes, _miller, _sub_pixel_geometry, _terms, render_tile
+from .kernel import _amplitudes, _miller, _sub_pixel_geometry, _terms, render_tile, sub_pixel_positions
 from .render import _working_arrays
 from .setup import Setup
 
 __all__ = ["trace_pixel"]
-
-
-def _positions(setup: Setup, f_idx, s_idx):
-    """Sub-pixel positions (P, T, S, 3): the kernel's placement, kept here as arrays."""
-    g = setup.gctx
-    xp, dg, os_ = g.xp, setup.detector, setup.oversample
-    sub = dg.pixel_size_m / os_
-    j = g.arange(os_)
-    P = f_idx.shape[0]
-    Fd = sub * (f_idx[:, None] * os_ + j[None, :]) + sub / 2.0
-    Sd = sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0
-    Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (P, os_, os_)), (P, os_ * os_))
-    Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (P, os_, os_)), (P, os_ * os_))
-    Od = g.arange(setup.thick.count) * setup.thick.step
-    pos = (dg.pix0_m + Fd[:, None, :, None] * dg.fdet + Sd[:, None, :, None] * dg.sdet
-           + Od[None, :, None, None] * dg.odet)
-    if setup.curved:
-        tilted = rotate_axis(xp, dg.distance_m * dg.beam, dg.sdet, pos[..., 1] / dg.distance_m)
-        pos = rotate_axis(xp, tilted, dg.fdet, pos[..., 2] / dg.distance_m)
-    return pos
 
 
 def _0d(xp, v):
@@ -95,7 +75,7 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
         cap = xp.zeros_like(omega) if setup.oversample_thick else xp.ones_like(omega)
     else:
         cap = cap[0, ...]
-    pos = _positions(setup, f_idx, s_idx)[0, ...]
+    pos = xp.stack([c[0, ...] for c in sub_pixel_positions(setup, f_idx, s_idx)], axis=-1)  # (T, S, 3)
     inc, lam = setup.sources.incident, setup.sources.wavelength_m
     scat_xyz = tuple((c[..., None] - i) / lam for c, i in zip(d_xyz, s64.incident_xyz))  # (1, T, S, K)
     scat = xp.stack([c[0, ...] for c in scat_xyz], axis=-1)                    # (T, S, K, 3)
