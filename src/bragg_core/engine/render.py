@@ -38,6 +38,22 @@ def _working_arrays(setup: Setup) -> None:
         setup.grid_w = FGrid(flat=ctx.asarray(setup.grid.flat), shape=setup.grid.shape, lower=setup.grid.lower)
 
 
+def _compiled_kernel(setup: Setup, q_block: int):
+    """The tile kernel; traced once per tile shape with ``jax.jit`` on JAX (which fuses it).
+
+    The setup's arrays enter as closed-over constants; every branch in the
+    kernel is on host values, so the trace is valid for every tile.
+    """
+    def kernel(f_idx, s_idx):
+        return render_tile(setup, f_idx, s_idx, q_block)
+
+    if setup.ctx.name == "jax":
+        import jax
+
+        return jax.jit(kernel)
+    return kernel
+
+
 def _threads(ctx, n_tiles: int) -> int:
     """Worker threads for the tile loop: NumPy only (other backends thread internally)."""
     if ctx.name != "numpy" or n_tiles < 2:
@@ -73,11 +89,13 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
     else:
         rects = [(r, r + 1, c, min(W, c + per)) for r in range(H) for c in range(0, W, per)]
 
+    kernel = _compiled_kernel(setup, plan.orientations_per_block)
+
     def tile(rect):
         r0, r1, c0, c1 = rect
         s_idx = g.arange(r1 - r0) + float(y0 + r0)
         f_idx = g.arange(c1 - c0) + float(x0 + c0)
-        out = xp.reshape(render_tile(setup, f_idx, s_idx, plan.orientations_per_block), (r1 - r0, c1 - c0))
+        out = xp.reshape(kernel(f_idx, s_idx), (r1 - r0, c1 - c0))
         if progress is not None:
             progress((r1 - r0) * (c1 - c0))
         return out
