@@ -57,7 +57,6 @@ _SPEC: dict[str, tuple[int, str]] = {
     "-printout": (0, "-"), "-printout_pixel": (2, "i"), "-trace_pixel": (2, "i"), "-coherent": (0, "-"),
     "-backend": (1, "s"), "-device": (1, "s"), "-dtype": (1, "s"), "-memory_budget": (1, "f"),
     "-stol": (1, "s"), "-4stol": (1, "s"), "-Q": (1, "s"), "-stolout": (1, "s"),
-    "-sample_thick": (1, "f"), "-sample_width": (1, "f"), "-sample_height": (1, "f"),
     "-density": (1, "f"), "-MW": (1, "f"),
 }
 ALIASES = {
@@ -67,6 +66,9 @@ ALIASES = {
     "-detpixels_x": "-detpixels_f", "-detpixels_y": "-detpixels_s", "-xtal_size": "-xtalsize",
     "-samplesize": "-xtalsize", "-sample_size": "-xtalsize", "-xtal_x": "-xtal_thick", "-xtal_y": "-xtal_width",
     "-xtal_z": "-xtal_height", "-sample_x": "-xtal_thick", "-sample_y": "-xtal_width", "-sample_z": "-xtal_height",
+    "-sample_thick": "-xtal_thick", "-sample_width": "-xtal_width", "-sample_height": "-xtal_height",
+    "-width": "-xtal_width", "-height": "-xtal_height", "-xtal_heigh": "-xtal_height", "-sample_heigh": "-xtal_height",
+    "-sample_den": "-density", "-molecules": "-MW", "-mosaic_spr": "-mosaic",
     "-binary_spots": "-tophat_spots", "-dump_pixel": "-trace_pixel",
 }
 _CONVENTION_FLAGS = ("-mosflm", "-xds", "-adxv", "-denzo", "-dials")
@@ -193,8 +195,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     warnings = list(opts.warnings)
     _ingest_headers(opts, cwd, warnings)
     v = opts.get
-    for flag in ("-stol", "-4stol", "-Q", "-stolout", "-coherent", "-density", "-MW",
-                 "-sample_thick", "-sample_width", "-sample_height"):
+    for flag in ("-stol", "-4stol", "-Q", "-stolout", "-coherent", "-density", "-MW"):
         if opts.has(flag) and flag not in opts.from_header:
             warnings.append(f"{flag} has no effect on the image (as in the reference)")
 
