@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +55,32 @@ def _compiled_kernel(setup: Setup, q_block: int):
     return kernel
 
 
+def _torch_cpu(ctx) -> bool:
+    return ctx.name == "torch" and getattr(ctx.device, "type", "cpu") == "cpu"
+
+
 def _threads(ctx, n_tiles: int) -> int:
-    """Worker threads for the tile loop: NumPy only (other backends thread internally)."""
-    if ctx.name != "numpy" or n_tiles < 2:
+    """Worker threads for the tile loop: NumPy and torch on the CPU (their kernels release the GIL)."""
+    if not (ctx.name == "numpy" or _torch_cpu(ctx)) or n_tiles < 2:
         return 1
     env = os.environ.get("BRAGG_CORE_THREADS")
     want = int(env) if env and env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
     return max(1, min(want, n_tiles))
+
+
+@contextmanager
+def _single_threaded_torch(ctx):
+    if not _torch_cpu(ctx):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
@@ -102,8 +122,9 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
 
     workers = _threads(ctx, len(rects))  # the tile loop
     if workers > 1:
-        # NumPy releases the GIL inside its ufuncs: tiles run concurrently
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        # tiles run concurrently, one core each; torch's own intra-op threads
+        # are paused meanwhile (many small parallel regions cost more than they give)
+        with _single_threaded_torch(ctx), ThreadPoolExecutor(max_workers=workers) as pool:
             tiles = list(pool.map(tile, rects))
     else:
         tiles = [tile(rect) for rect in rects]
