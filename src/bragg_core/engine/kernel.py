@@ -78,7 +78,10 @@ def sub_pixel_positions(setup: Setup, f_idx, s_idx):
     Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (R_, os_, os_)), (R_, 1, 1, S))
     Od = xp.reshape(g.arange(T) * setup.thick.step, (1, 1, T, 1))
     p0, f, s, o = (_components(v) for v in (dg.pix0_m, dg.fdet, dg.sdet, dg.odet))
-    pos = [xp.reshape((p0[i] + Sd * s[i]) + Fd * f[i] + Od * o[i], (P, T, S)) for i in range(3)]
+    if T == 1:  # one layer: its offset is zero
+        pos = [xp.reshape((p0[i] + Sd * s[i]) + Fd * f[i], (P, T, S)) for i in range(3)]
+    else:
+        pos = [xp.reshape((p0[i] + Sd * s[i]) + Fd * f[i] + Od * o[i], (P, T, S)) for i in range(3)]
     if setup.curved:
         # every pixel at the same distance: the flat y and z coordinates, divided
         # by the distance, are the angles about the slow and fast axes
@@ -154,12 +157,35 @@ def _miller(setup: Setup, scat, orient):
     return tuple(sx * orient[:, i, 0] + sy * orient[:, i, 1] + sz * orient[:, i, 2] for i in range(3))
 
 
+def _direct_grating(setup: Setup) -> bool:
+    """Whether the square transform may skip the nearest-index offset.
+
+    For odd N the grating function U_(N-1)(cos pi h) is even in cos, so the
+    sign (-1)^h0 drops out and no h0 is needed; with no structure-factor grid
+    nothing else needs h0 either.  Only in float64, where cos(pi h) loses
+    nothing worth keeping; float32 always subtracts the nearest index first.
+    """
+    if setup.shape != "square" or setup.grid_w is not None or setup.ctx.dtype_name != "float64":
+        return False
+    return all(lattice.is_unit_count(n) or (lattice.is_integral(n) and int(n) % 2 == 1
+                                             and n <= lattice.CHEBYSHEV_MAX_N) for n in setup.N_w)
+
+
 def _terms(setup: Setup, scat, orient):
     """|F_cell F_latt|^2 for every path and orientation (..., Q), and F_latt."""
     xp = setup.ctx.xp
     h, k, l = _miller(setup, scat, orient)
-    h0, k0, l0 = (lattice.nearest_index(xp, x) for x in (h, k, l))
     N = setup.N_w
+    if _direct_grating(setup):
+        Fl = None
+        for x, n in ((h, N[0]), (k, N[1]), (l, N[2])):
+            if not lattice.is_unit_count(n):
+                f = lattice.chebyshev_u(xp, xp.cos(math.pi * x), int(n) - 1)
+                Fl = f if Fl is None else Fl * f
+        Fl = xp.ones_like(h) if Fl is None else Fl
+        F = setup.default_F_w
+        return (Fl * Fl) * (F * F), Fl
+    h0, k0, l0 = (lattice.nearest_index(xp, x) for x in (h, k, l))
     if setup.shape == "square":
         Fl = None
         for x, x0, n in ((h, h0, N[0]), (k, k0, N[1]), (l, l0, N[2])):
@@ -215,11 +241,12 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     total = None
     for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
         terms, _ = _terms(setup, scat_w, setup.orientations_w[q0:q0 + q_block, ...])
-        part = xp.sum(terms, axis=-1)
+        part = terms[..., 0] if terms.shape[-1] == 1 else xp.sum(terms, axis=-1)
         total = part if total is None else total + part                 # (P, T, S, K)
     if valid is not None:
         total = xp.where(ctx.asarray(valid, dtype=xp.bool), total, xp.zeros_like(total))
-    I = setup.I_bg_w + xp.sum(xp.reshape(total, (P, T * S * K)), axis=1)
+    paths = T * S * K
+    I = setup.I_bg_w + (xp.reshape(total, (P,)) if paths == 1 else xp.sum(xp.reshape(total, (P, paths)), axis=1))
     # cached factors: solid angle of the first sub-pixel, polarization of the
     # first path that was not cut by dmin, capture fraction of the last layer
     factor = omega

@@ -18,6 +18,11 @@ def nearest_index(xp, h):
     return xp.ceil(h - 0.5)
 
 
+def is_integral(n) -> bool:
+    """A plain number (not an array) with an integer value."""
+    return _is_integral(n)
+
+
 def _is_integral(n) -> bool:
     """True for a plain number with an integer value.
 
