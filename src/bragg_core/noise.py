@@ -5,8 +5,9 @@ pixel value (photons), plus the ADC offset, clipped at 65535 (counted as an
 overload) and truncated to an unsigned 16-bit integer.  The deviate is drawn
 as the reference's ``poidev`` (Numerical Recipes) draws it:
 
-* mean < 12: exact, by multiplying uniform deviates until the product drops
-  below ``exp(-mean)`` (the count of factors, minus one);
+* mean < 12: exact, by NumPy's Poisson sampler (the reference multiplies
+  uniform deviates until the product drops below ``exp(-mean)``; both are
+  exact samplers of the same distribution, NumPy's runs in C);
 * 12 <= mean <= 1e6: exact, by rejection sampling against a Lorentzian
   comparison function (``y = tan(pi*u)``, candidate ``floor(sqrt(2 mean) y +
   mean)``, accepted with probability ``0.9 (1+y^2) P(k)/P(mean)``);
@@ -55,15 +56,9 @@ def _lgamma(x: np.ndarray) -> np.ndarray:
 
 
 def _exact_small(mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    threshold = np.exp(-mean)
-    count = np.full(mean.shape, -1.0)
-    product = np.ones(mean.shape)
-    pending = np.arange(mean.size)
-    while pending.size:
-        count[pending] += 1.0
-        product[pending] *= rng.random(pending.size)
-        pending = pending[product[pending] > threshold[pending]]
-    return count
+    """Exact deviates for small means: NumPy's Poisson sampler, which for these
+    means counts uniform factors (or inverts the distribution) exactly, in C."""
+    return rng.poisson(mean).astype(np.float64)
 
 
 def _rejection(mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:

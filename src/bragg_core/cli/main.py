@@ -78,6 +78,7 @@ def _run(cfg) -> int:
     from .. import io
     from .._backend import BackendError, to_numpy
     from ..noise import noise_image
+    from ..engine.render import image_stats
     from ..simulate import simulate
 
     for w in cfg.warnings:
@@ -105,32 +106,43 @@ def _run(cfg) -> int:
     for slow, fast in cfg.trace_pixels:
         _print_trace(setup, slow, fast)
     image = np.asarray(to_numpy(sim.image), dtype=np.float32)
-    st = sim.stats
+    del sim  # the working-dtype image is no longer needed
+    st = image_stats(image, setup)
     print(f"  {setup.n_sources} sources, {setup.n_mosaic} mosaic domains, {setup.phi.count} phi steps, "
           f"{setup.oversample}x{setup.oversample} pixel oversample steps, {setup.thick.count} sensor layers")
     print(f"max_I = {st.max_I:g}  at {st.max_I_fast_m:g} {st.max_I_slow_m:g}")
     print(f"mean= {st.mean:g} rms= {st.rms:g} rmsd= {st.rmsd:g}")
 
-    # assemble every output in memory, then write them all atomically
-    xmin, xmax, ymin, ymax = setup.roi
-    ys, xs = np.mgrid[0:det.spixels, 0:det.fpixels]
-    roi = (xs >= xmin) & (xs <= xmax) & (ys >= ymin) & (ys <= ymax)
-    outputs = []
-    outputs.append((cfg.outputs.get("-floatfile", "floatimage.bin"), image.astype("<f4").tobytes()))
+    # assemble every output in memory (in bands of rows, to bound temporaries),
+    # then write them all atomically
+    outputs = [(cfg.outputs.get("-floatfile", "floatimage.bin"), image.astype("<f4", copy=False).tobytes())]
     scale = io.int_image_scale(st.max_I, cfg.scale)
     print(f"intfile_scale = {scale:g}")
-    header = _header(setup, exp)
-    ints = io.int_image(image, scale, cfg.adc, roi)
-    outputs.append((cfg.outputs.get("-intfile", "intimage.img"), _smv_bytes(header, ints)))
+    ints = _banded(image, setup, np.uint16, lambda band, roi: io.int_image(band, scale, cfg.adc, roi))
+    outputs.append((cfg.outputs.get("-intfile", "intimage.img"), _smv_bytes(_header(setup, exp), ints)))
+    del ints
     if cfg.write_pgm:
         pscale = io.pgm_auto_scale(cfg.pgmscale, st.rmsd, scale)
         print(f"pgm_scale = {pscale:g}")
-        outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), io.pgm_bytes(image, pscale, roi)))
+        pixels = _banded(image, setup, np.uint8, lambda band, roi: _pgm_pixels(io, band, pscale, roi))
+        header = _pgm_header(io, det.fpixels, det.spixels, pscale)
+        outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), header + pixels.tobytes()))
+        del pixels
     if cfg.write_noise:
-        noise = noise_image(image, seed=cfg.seed, adc_offset=cfg.adc, roi_mask=roi)
-        print(f"{noise.photons:.0f} photons on noise image ({noise.overloads} overloads)")
+        rng = np.random.Generator(np.random.PCG64(cfg.seed))
+        totals = [0.0, 0]
+
+        def noisy(band, roi):
+            out = noise_image(band, adc_offset=cfg.adc, roi_mask=roi, rng=rng)
+            totals[0] += out.photons
+            totals[1] += out.overloads
+            return out.image
+
+        counts = _banded(image, setup, np.uint16, noisy, threads=False)
+        print(f"{totals[0]:.0f} photons on noise image ({totals[1]} overloads)")
         nheader = _header(setup, exp, noise_image=True)
-        outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, noise.image)))
+        outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, counts)))
+        del counts
     if cfg.fdump_written_from is not None:
         outputs.append(("Fdump.bin", io.fdump_bytes(cfg.fdump_written_from)))
     try:
@@ -155,6 +167,42 @@ def _print_trace(setup, slow: int, fast: int) -> None:
         flat = " ".join(f"{x:.15g}" for x in arr.ravel()[:48])
         more = f" ... ({arr.size} values, shape {arr.shape})" if arr.size > 48 else ""
         print(f"TRACE {key} {flat}{more}")
+
+
+def _banded(image, setup, dtype, convert, rows_per_band=None, threads=True):
+    """Apply ``convert(band, roi_mask)`` to bands of rows; returns the assembled array.
+
+    Bands bound the temporaries of the conversions (float64 copies, masks) to
+    a few MiB whatever the detector size.
+    """
+    import numpy as np
+
+    sp, fp = image.shape
+    xmin, xmax, ymin, ymax = setup.roi
+    cols = (np.arange(fp) >= xmin) & (np.arange(fp) <= xmax)
+    rows = rows_per_band or max(1, (1 << 19) // max(fp, 1))
+    out = np.empty((sp, fp), dtype=dtype)
+    for r0 in range(0, sp, rows):  # bands of output rows, in order (the noise stream is sequential)
+        r1 = min(sp, r0 + rows)
+        rr = np.arange(r0, r1)
+        roi = ((rr >= ymin) & (rr <= ymax))[:, None] & cols[None, :]
+        out[r0:r1] = convert(image[r0:r1], roi)
+    return out
+
+
+def _pgm_pixels(io, band, scale, roi):
+    import numpy as np
+
+    data = io.pgm_bytes(band, scale, roi)
+    return np.frombuffer(data[len(data) - band.size:], dtype=np.uint8).reshape(band.shape)
+
+
+def _pgm_header(io, fpixels, spixels, scale) -> bytes:
+    import numpy as np
+
+    probe = io.pgm_bytes(np.zeros((1, 1), np.float32), scale)
+    header = probe[:-1]
+    return header.replace(b"P5\n1 1\n", f"P5\n{fpixels} {spixels}\n".encode(), 1)
 
 
 def _smv_bytes(header, data):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -120,6 +121,15 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
             progress((r1 - r0) * (c1 - c0))
         return out
 
+    if ctx.name == "numpy":
+        # fill one preallocated block instead of concatenating: peak memory is one image
+        block = np.empty((H, W), dtype=ctx.dtype)
+        inner = tile
+
+        def tile(rect):  # noqa: F811
+            r0, r1, c0, c1 = rect
+            block[r0:r1, c0:c1] = inner(rect)
+
     workers = _threads(ctx, len(rects))  # the tile loop
     if workers > 1:
         # tiles run concurrently, one core each; torch's own intra-op threads
@@ -128,11 +138,13 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
             tiles = list(pool.map(tile, rects))
     else:
         tiles = [tile(rect) for rect in rects]
-    if W > per:  # join the pieces of each row
-        per_row = len(tiles) // H
-        tiles = [xp.concat(tiles[i * per_row:(i + 1) * per_row], axis=1) if per_row > 1 else tiles[i * per_row]
-                 for i in range(H)]
-    block = xp.concat(tiles, axis=0) if len(tiles) > 1 else tiles[0]
+    if ctx.name != "numpy":
+        if W > per:  # join the pieces of each row
+            per_row = len(tiles) // H
+            tiles = [xp.concat(tiles[i * per_row:(i + 1) * per_row], axis=1) if per_row > 1
+                     else tiles[i * per_row] for i in range(H)]
+        block = xp.concat(tiles, axis=0) if len(tiles) > 1 else tiles[0]
+    del tiles
     if setup.mask is not None:
         m = ctx.asarray(np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1] != 0, dtype=xp.bool)
         block = xp.where(m, block, xp.zeros_like(block))
@@ -172,36 +184,43 @@ class ImageStats:
 def image_stats(image_f32: np.ndarray, setup: Setup) -> ImageStats:
     """max, mean, rms over rendered pixels; rmsd over the whole ROI (masked pixels as zero).
 
-    The position of the maximum is reported as the reference does: the
-    detector coordinates (m) of the last sub-pixel of that pixel.
+    As the reference: sums in double of float32 pixel values (squares formed
+    in float32), the first maximum in raster order (never below 0), reported
+    at the detector coordinates (m) of that pixel's last sub-pixel.  Bands of
+    rows keep the temporaries small.
     """
     sp, fp = image_f32.shape
     xmin, xmax, ymin, ymax = setup.roi
-    ys, xs = np.mgrid[0:sp, 0:fp]
-    roi = (xs >= xmin) & (xs <= xmax) & (ys >= ymin) & (ys <= ymax)
-    rendered = roi.copy()
-    if setup.mask is not None:
-        rendered &= np.asarray(to_numpy(setup.mask)) != 0
-    v = image_f32.astype(np.float64)
-    vals = v[rendered]
-    n = int(vals.size)
-    max_I, mf, ms = 0.0, 0, 0
-    if n:
-        flat = np.where(rendered, v, -np.inf)
-        idx = int(np.argmax(flat))  # first occurrence in raster order, like the reference's strict '>'
-        if flat.flat[idx] > 0:
-            max_I = float(flat.flat[idx])
-            ms, mf = divmod(idx, fp)
+    x0, x1, y0, y1 = max(xmin, 0), min(xmax, fp - 1), max(ymin, 0), min(ymax, sp - 1)
+    mask = None if setup.mask is None else np.asarray(to_numpy(setup.mask))
+    n, s, ss, max_I, mf, ms = 0, 0.0, 0.0, 0.0, 0, 0
+    bands = []
+    if x1 >= x0 and y1 >= y0:
+        step = max(1, (1 << 19) // (x1 - x0 + 1))
+        bands = [(r, min(y1 + 1, r + step)) for r in range(y0, y1 + 1, step)]
+    for r0, r1 in bands:
+        v = image_f32[r0:r1, x0:x1 + 1]
+        keep = None if mask is None else mask[r0:r1, x0:x1 + 1] != 0
+        vals = v if keep is None else v[keep]
+        n += int(vals.size)
+        s += float(np.sum(vals, dtype=np.float64))
+        ss += float(np.sum(vals * vals, dtype=np.float64))
+        if vals.size:
+            cand = v if keep is None else np.where(keep, v, -np.inf)
+            i = int(np.argmax(cand))
+            if float(cand.flat[i]) > max_I:
+                max_I = float(cand.flat[i])
+                ms, mf = r0 + i // cand.shape[1], x0 + i % cand.shape[1]
+    mean = s / max(n, 1)
+    rms = math.sqrt(ss / (max(n, 2) - 1))
+    dev2, nr = 0.0, 0
+    for r0, r1 in bands:
+        d = image_f32[r0:r1, x0:x1 + 1].astype(np.float64) - mean
+        dev2 += float(np.sum(d * d))
+        nr += int(d.size)
+    rmsd = math.sqrt(dev2 / (max(nr, 2) - 1))
     os_ = setup.oversample
     sub = float(to_numpy(setup.detector.pixel_size_m)) / os_
     fdet = sub * (mf * os_ + os_ - 1) + sub / 2.0
     sdet = sub * (ms * os_ + os_ - 1) + sub / 2.0
-    s = float(vals.sum()) if n else 0.0
-    ss = float((vals * vals).sum()) if n else 0.0
-    nn = max(n, 1)
-    mean = s / nn
-    rms = float(np.sqrt(ss / (max(n, 2) - 1)))
-    r = v[roi] - mean
-    nr = max(int(r.size), 2)
-    rmsd = float(np.sqrt(float((r * r).sum()) / (nr - 1)))
     return ImageStats(max_I, fdet, sdet, mf, ms, mean, rms, rmsd, n)
