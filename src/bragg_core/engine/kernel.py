@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .._backend import is_scalar
 from ..geometry.vectors import rotate_axis
 from ..physics import lattice
 from ..physics.detector_response import capture_fraction, solid_angle
-from ..physics.polarization import kahn_from_projections
+from ..physics.polarization import kahn_from_projections, polarization_frame
 from ..physics.structure_factors import interpolation_inside, nearest, tricubic
 from ..units import R_E_SQR_M2
 from .setup import Setup
@@ -51,6 +52,51 @@ def plan_tiles(setup: Setup, n_pixels: int, budget: int) -> TilePlan:
     return TilePlan(pixels_per_tile=int(p), orientations_per_block=int(q_block))
 
 
+@dataclass
+class TileFrame:
+    """What the per-tile geometry reads, cast once to the tile-geometry dtype.
+
+    float64 runs keep float64; float32 runs evaluate the per-tile geometry in
+    float32 as well (positions stay exact to ~1e-8 m, far below a sub-pixel,
+    and the scattering vector to ~1e-7 relative), which keeps every step of a
+    float32 image in single precision.
+    """
+
+    ctx: Any
+    pix0: Any
+    fdet: Any
+    sdet: Any
+    odet: Any
+    beam: Any
+    pixel_m: Any
+    close_m: Any
+    distance_m: Any
+    layer_step_m: Any
+    mu_per_m: Any
+    incident_xyz: tuple
+    wavelength_m: Any
+    polar_frame_xyz: tuple
+    kahn: Any
+
+
+def tile_frame(setup: Setup) -> TileFrame:
+    """The :class:`TileFrame` of a setup (working dtype if float32, else the geometry dtype)."""
+    t = setup.ctx if setup.ctx.dtype_name == "float32" else setup.gctx
+    dg = setup.detector
+    A = t.asarray
+    keep = lambda v: v if is_scalar(v) else A(v)  # noqa: E731
+    inc = A(setup.sources.incident)
+    b_in, e_in = polarization_frame(t.xp, inc, A(dg.polar))
+    xyz = lambda v: (v[:, 0], v[:, 1], v[:, 2])  # noqa: E731
+    return TileFrame(
+        ctx=t, pix0=A(dg.pix0_m), fdet=A(dg.fdet), sdet=A(dg.sdet), odet=A(dg.odet), beam=A(dg.beam),
+        pixel_m=A(dg.pixel_size_m), close_m=A(dg.close_distance_m), distance_m=A(dg.distance_m),
+        layer_step_m=keep(setup.thick.step), mu_per_m=keep(setup.mu_per_m),
+        incident_xyz=xyz(inc), wavelength_m=A(setup.sources.wavelength_m),
+        polar_frame_xyz=(xyz(b_in), xyz(e_in)), kahn=keep(setup.kahn),
+    )
+
+
 def _components(v):
     """x, y, z of a (3,) or (..., 3) array, as arrays."""
     return v[..., 0], v[..., 1], v[..., 2]
@@ -63,11 +109,11 @@ def sub_pixel_positions(setup: Setup, f_idx, s_idx):
     (row-major over sub-slow, sub-fast).  Built by broadcasting a per-row and a
     per-column part; the curved detector then bends the flat positions.
     """
-    g = setup.gctx
+    fr = setup.frame
+    g = fr.ctx
     xp = g.xp
-    dg = setup.detector
     os_ = setup.oversample
-    sub = dg.pixel_size_m / os_
+    sub = fr.pixel_m / os_
     j = g.arange(os_)
     R_, C_ = s_idx.shape[0], f_idx.shape[0]
     P = R_ * C_
@@ -76,8 +122,8 @@ def sub_pixel_positions(setup: Setup, f_idx, s_idx):
     Sd = sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0            # (R, os): slow sub-pixels
     Fd = xp.reshape(xp.broadcast_to(Fd[:, None, :], (C_, os_, os_)), (1, C_, 1, S))
     Sd = xp.reshape(xp.broadcast_to(Sd[:, :, None], (R_, os_, os_)), (R_, 1, 1, S))
-    Od = xp.reshape(g.arange(T) * setup.thick.step, (1, 1, T, 1))
-    p0, f, s, o = (_components(v) for v in (dg.pix0_m, dg.fdet, dg.sdet, dg.odet))
+    Od = xp.reshape(g.arange(T) * fr.layer_step_m, (1, 1, T, 1))
+    p0, f, s, o = (_components(v) for v in (fr.pix0, fr.fdet, fr.sdet, fr.odet))
     if T == 1:  # one layer: its offset is zero
         pos = [xp.reshape((p0[i] + Sd * s[i]) + Fd * f[i], (P, T, S)) for i in range(3)]
     else:
@@ -85,10 +131,10 @@ def sub_pixel_positions(setup: Setup, f_idx, s_idx):
     if setup.curved:
         # every pixel at the same distance: the flat y and z coordinates, divided
         # by the distance, are the angles about the slow and fast axes
-        start = dg.distance_m * dg.beam
+        start = fr.distance_m * fr.beam
         flat = xp.stack(pos, axis=-1)
-        tilted = rotate_axis(xp, start, dg.sdet, flat[..., 1] / dg.distance_m)
-        pos = list(_components(rotate_axis(xp, tilted, dg.fdet, flat[..., 2] / dg.distance_m)))
+        tilted = rotate_axis(xp, start, fr.sdet, flat[..., 1] / fr.distance_m)
+        pos = list(_components(rotate_axis(xp, tilted, fr.fdet, flat[..., 2] / fr.distance_m)))
     return pos
 
 
@@ -101,16 +147,16 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
     (first sub-pixel; last layer), as (P,).  Returns ``(dx, dy, dz), omega,
     capture`` (capture None without a sensor thickness).
     """
-    g = setup.gctx
+    fr = setup.frame
+    g = fr.ctx
     xp = g.xp
-    dg = setup.detector
     T = setup.thick.count
-    o = _components(dg.odet)
+    o = _components(fr.odet)
     pos = sub_pixel_positions(setup, f_idx, s_idx)
     R = xp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
     d = tuple(c / R for c in pos)
     R_sel = R if all_factors else R[:, 0, 0]
-    omega = solid_angle(xp, R_sel, dg.pixel_size_m, dg.close_distance_m, setup.point_pixel)
+    omega = solid_angle(xp, R_sel, fr.pixel_m, fr.close_m, setup.point_pixel)
     cap = None
     if setup.thick.range > 0 or setup.oversample_thick:
         if all_factors:
@@ -119,7 +165,7 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
         else:
             t = float(T - 1)
             parallax = d[0][:, T - 1, 0] * o[0] + d[1][:, T - 1, 0] * o[1] + d[2][:, T - 1, 0] * o[2]
-        cap = capture_fraction(xp, t, setup.thick.step, setup.mu_per_m, parallax)
+        cap = capture_fraction(xp, t, fr.layer_step_m, fr.mu_per_m, parallax)
     return d, omega, cap
 
 
@@ -210,14 +256,15 @@ def _terms(setup: Setup, scat, orient):
 
 def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     """Pixel values (P,) in the working dtype for the tile ``s_idx`` x ``f_idx`` (row order)."""
-    ctx, g = setup.ctx, setup.gctx
+    ctx, g = setup.ctx, setup.frame.ctx
     xp = ctx.xp
     P = s_idx.shape[0] * f_idx.shape[0]
     T, S, K = setup.thick.count, setup.oversample ** 2, setup.n_sources
     flagged = setup.oversample_omega or setup.oversample_polar or setup.oversample_thick
     d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx, all_factors=flagged)
-    ix, iy, iz = setup.incident_xyz
-    lam = setup.sources.wavelength_m
+    fr = setup.frame
+    ix, iy, iz = fr.incident_xyz
+    lam = fr.wavelength_m
     scat = tuple((c[..., None] - i) / lam for c, i in zip(d, (ix, iy, iz)))   # (P, T, S, K), 1/m
     valid = None
     if setup.dmin_m > 0:
@@ -227,12 +274,12 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     if setup.polarization_correction or setup.oversample_polar:
         if flagged or valid is not None:   # every path's value is needed
             dk = tuple(c[..., None] for c in d)
-            polar = _polarization(setup, dk, setup.incident_xyz, setup.polar_frame_xyz)
+            polar = _polarization(setup, dk, fr.incident_xyz, fr.polar_frame_xyz)
         else:                              # only the first path's
             d0 = tuple(c[:, 0, 0] for c in d)
             first = lambda v: tuple(c[0] for c in v)  # noqa: E731
-            (bx, by, bz), (ex, ey, ez) = setup.polar_frame_xyz
-            polar = _polarization(setup, d0, first(setup.incident_xyz),
+            (bx, by, bz), (ex, ey, ez) = fr.polar_frame_xyz
+            polar = _polarization(setup, d0, first(fr.incident_xyz),
                                   (first((bx, by, bz)), first((ex, ey, ez))))
     scat_w = tuple(ctx.asarray(c) for c in scat)
     if flagged:
@@ -259,13 +306,14 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
 
 def _polarization(setup: Setup, d, inc, frame):
     """Kahn factor for diffracted components ``d`` and incident/frame components (broadcasting)."""
-    xp = setup.gctx.xp
+    xp = setup.frame.ctx.xp
+    kahn = setup.frame.kahn
     (bx, by, bz), (ex, ey, ez) = frame
     c2t = d[0] * inc[0] + d[1] * inc[1] + d[2] * inc[2]
-    if is_scalar(setup.kahn_g) and setup.kahn_g == 0:
+    if is_scalar(kahn) and kahn == 0:
         return 0.5 * (1.0 + c2t * c2t)  # unpolarised: the azimuth drops out
     return kahn_from_projections(xp, c2t, d[0] * ex + d[1] * ey + d[2] * ez,
-                                 d[0] * bx + d[1] * by + d[2] * bz, setup.kahn_g)
+                                 d[0] * bx + d[1] * by + d[2] * bz, kahn)
 
 
 def _first_kept(xp, values, valid, P):
@@ -287,7 +335,7 @@ def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K):
     giving g^c for c counted terms; across groups the products are formed from
     log-sums with an explicit count of zero factors.
     """
-    ctx, g = setup.ctx, setup.gctx
+    ctx, g = setup.ctx, setup.frame.ctx
     xp = ctx.xp
     shape = (P, T, S, K)
     if cap is None:  # no sensor thickness: the factor is 1, or 0 when it is recomputed per path

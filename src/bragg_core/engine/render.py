@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 
 from .._backend import is_scalar, to_numpy
-from ..physics.polarization import polarization_frame
 from ..physics.structure_factors import FGrid
 from ..units import R_E_SQR_M2
-from .kernel import DEFAULT_MEMORY_BUDGET, plan_tiles, render_tile
+from .kernel import DEFAULT_MEMORY_BUDGET, plan_tiles, render_tile, tile_frame
 from .setup import Setup
 
 
@@ -29,12 +28,7 @@ def _working_arrays(setup: Setup) -> None:
     setup.N_w = tuple(n if is_scalar(n) else ctx.asarray(n) for n in setup.N)
     F = setup.default_F
     setup.default_F_w = F if is_scalar(F) else ctx.asarray(F)
-    g = setup.gctx
-    inc = setup.sources.incident
-    setup.incident_xyz = (inc[:, 0], inc[:, 1], inc[:, 2])
-    b_in, e_in = polarization_frame(g.xp, inc, setup.detector.polar)
-    setup.polar_frame_xyz = ((b_in[:, 0], b_in[:, 1], b_in[:, 2]), (e_in[:, 0], e_in[:, 1], e_in[:, 2]))
-    setup.kahn_g = setup.kahn if is_scalar(setup.kahn) else g.asarray(setup.kahn)
+    setup.frame = tile_frame(setup)
     setup.grid_w = None
     if setup.grid is not None:
         setup.grid_w = FGrid(flat=ctx.asarray(setup.grid.flat), shape=setup.grid.shape, lower=setup.grid.lower)

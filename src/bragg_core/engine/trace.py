@@ -75,9 +75,9 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
         cap = xp.zeros_like(omega) if setup.oversample_thick else xp.ones_like(omega)
     else:
         cap = cap[0, ...]
-    pos = xp.stack([c[0, ...] for c in sub_pixel_positions(setup, f_idx, s_idx)], axis=-1)  # (T, S, 3)
+    pos = xp.stack([c[0, ...] for c in sub_pixel_positions(s64, f_idx, s_idx)], axis=-1)  # (T, S, 3)
     inc, lam = setup.sources.incident, setup.sources.wavelength_m
-    scat_xyz = tuple((c[..., None] - i) / lam for c, i in zip(d_xyz, s64.incident_xyz))  # (1, T, S, K)
+    scat_xyz = tuple((c[..., None] - i) / lam for c, i in zip(d_xyz, s64.frame.incident_xyz))  # (1, T, S, K)
     scat = xp.stack([c[0, ...] for c in scat_xyz], axis=-1)                    # (T, S, K, 3)
     if setup.dmin_m > 0:
         stol2 = 0.25 * xp.sum(scat * scat, axis=-1)
@@ -85,7 +85,7 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
     else:
         valid = xp.ones(scat.shape[:-1], dtype=xp.bool, device=g.device)
     if setup.polarization_correction or setup.oversample_polar:
-        polar = kahn_factor(xp, inc, d[:, :, None, :], setup.detector.polar, s64.kahn_g)
+        polar = kahn_factor(xp, inc, d[:, :, None, :], setup.detector.polar, s64.frame.kahn)
     else:
         polar = xp.ones(scat.shape[:-1], dtype=g.dtype, device=g.device)
 
