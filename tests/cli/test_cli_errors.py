@@ -149,3 +149,33 @@ def test_trace_pixel_prints_the_reference_quantities(tmp_path, capsys):
     pos = [float(x) for x in lines["pixel_pos_m"]]
     assert pos == pytest.approx([0.1, 4.99999999999997e-05, -4.99999999999997e-05], rel=1e-12)
     assert float(lines["I_pixel"][0]) == pytest.approx(154.652464271383, rel=1e-9)
+
+
+def test_img_and_mask_headers(tmp_path, capsys):
+    """-img takes the camera from an SMV header; -mask also skips its zero pixels (Y centre measured from the far edge)."""
+    import numpy as np
+
+    from bragg_core import io
+
+    argv = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 -detpixels 64 " \
+           "-pixel 0.2 -Xbeam 5 -Ybeam 7 -nonoise -nopgm -noprogress".split()
+    rc, _, _ = _run(argv + ["-floatfile", "direct.bin", "-intfile", "camera.img"], tmp_path, capsys)
+    assert rc == 0
+    header, data = io.read_smv(tmp_path / "camera.img")
+    assert float(header["PIXEL_SIZE"]) == 0.2 and data.shape == (64, 64)
+    base = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -nonoise -nopgm -noprogress".split()
+    rc, _, _ = _run(base + ["-img", "camera.img", "-floatfile", "from_img.bin"], tmp_path, capsys)
+    assert rc == 0
+    direct = np.fromfile(tmp_path / "direct.bin", dtype="<f4")
+    assert np.array_equal(np.fromfile(tmp_path / "from_img.bin", dtype="<f4"), direct)
+    # a mask: zero pixels are skipped; its BEAM_CENTER_Y counts from the other edge
+    mask = np.ones((64, 64), np.uint16)
+    mask[:10, :] = 0
+    fields = dict(header)
+    fields["BEAM_CENTER_Y"] = str(64 * 0.2 - float(header["BEAM_CENTER_Y"]))
+    io.write_smv(tmp_path / "mask.img", mask, io.SMVHeader.from_mapping(fields))
+    rc, _, _ = _run(base + ["-mask", "mask.img", "-floatfile", "masked.bin"], tmp_path, capsys)
+    assert rc == 0
+    masked = np.fromfile(tmp_path / "masked.bin", dtype="<f4").reshape(64, 64)
+    assert (masked[:10] == 0).all()
+    np.testing.assert_array_equal(masked[10:], direct.reshape(64, 64)[10:])
