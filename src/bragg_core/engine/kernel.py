@@ -193,14 +193,22 @@ def _amplitudes(setup: Setup, xp, hkl, hkl0):
 
 
 def _miller(setup: Setup, scat, orient):
-    """h, k, l for every path and orientation: three arrays (..., Q).
+    """h, k, l for every orientation and path: three arrays (Q, ...).
 
-    ``scat`` are the scattering-vector components (..., ) in the working dtype;
+    ``scat`` are the scattering-vector components (...) in the working dtype;
     ``orient`` is (Q, 3, 3): rows a, b, c of each orientation, in metres.
+    Orientations are the outermost axis so that every elementwise operation
+    runs over long contiguous inner loops.
     """
     xp = setup.ctx.xp
-    sx, sy, sz = (c[..., None] for c in scat)
-    return tuple(sx * orient[:, i, 0] + sy * orient[:, i, 1] + sz * orient[:, i, 2] for i in range(3))
+    shape = (int(orient.shape[0]),) + (1,) * scat[0].ndim
+    coeff = lambda i, j: xp.reshape(orient[:, i, j], shape)  # noqa: E731
+    return tuple(scat[0] * coeff(i, 0) + scat[1] * coeff(i, 1) + scat[2] * coeff(i, 2) for i in range(3))
+
+
+def orientation_last(xp, x):
+    """Move the leading orientation axis of a kernel array to the end."""
+    return xp.permute_dims(x, tuple(range(1, x.ndim)) + (0,))
 
 
 def _direct_grating(setup: Setup) -> bool:
@@ -213,12 +221,14 @@ def _direct_grating(setup: Setup) -> bool:
     """
     if setup.shape != "square" or setup.grid_w is not None or setup.ctx.dtype_name != "float64":
         return False
+    if setup.ctx.name == "numpy":  # NumPy's float64 cosine is slow: the offset form uses a polynomial
+        return False
     return all(lattice.is_unit_count(n) or (lattice.is_integral(n) and int(n) % 2 == 1
                                              and n <= lattice.CHEBYSHEV_MAX_N) for n in setup.N_w)
 
 
 def _terms(setup: Setup, scat, orient):
-    """|F_cell F_latt|^2 for every path and orientation (..., Q), and F_latt."""
+    """|F_cell F_latt|^2 for every orientation and path (Q, ...), and F_latt."""
     xp = setup.ctx.xp
     h, k, l = _miller(setup, scat, orient)
     N = setup.N_w
@@ -263,45 +273,53 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     flagged = setup.oversample_omega or setup.oversample_polar or setup.oversample_thick
     d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx, all_factors=flagged)
     fr = setup.frame
-    ix, iy, iz = fr.incident_xyz
-    lam = fr.wavelength_m
-    scat = tuple((c[..., None] - i) / lam for c, i in zip(d, (ix, iy, iz)))   # (P, T, S, K), 1/m
+    if flagged:
+        return _render_running(setup, d, omega, cap, P, T, S, K)
+    # sources outermost: (K, P, T, S), long inner loops
+    lam = xp.reshape(fr.wavelength_m, (K, 1, 1, 1))
+    scat = tuple((c - xp.reshape(i, (K, 1, 1, 1))) / lam for c, i in zip(d, fr.incident_xyz))  # 1/m
     valid = None
     if setup.dmin_m > 0:
         stol2 = 0.25 * (scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
         valid = ~(4.0 * setup.dmin_m ** 2 * stol2 > 1.0)  # dmin > 1 / (2 stol), stol > 0
     polar = None
-    if setup.polarization_correction or setup.oversample_polar:
-        if flagged or valid is not None:   # every path's value is needed
-            dk = tuple(c[..., None] for c in d)
-            polar = _polarization(setup, dk, fr.incident_xyz, fr.polar_frame_xyz)
-        else:                              # only the first path's
+    if setup.polarization_correction:
+        if valid is not None:   # the first path dmin keeps: every path's value is needed
+            dk = tuple(c[None, ...] for c in d)
+            col = lambda v: tuple(xp.reshape(c, (K, 1, 1, 1)) for c in v)  # noqa: E731
+            polar = _polarization(setup, dk, col(fr.incident_xyz),
+                                  tuple(col(v) for v in fr.polar_frame_xyz))   # (K, P, T, S)
+            polar = _first_kept(xp, _sources_last(xp, polar), _sources_last(xp, valid), P)
+        else:                   # only the first path's
             d0 = tuple(c[:, 0, 0] for c in d)
             first = lambda v: tuple(c[0] for c in v)  # noqa: E731
             (bx, by, bz), (ex, ey, ez) = fr.polar_frame_xyz
             polar = _polarization(setup, d0, first(fr.incident_xyz),
                                   (first((bx, by, bz)), first((ex, ey, ez))))
     scat_w = tuple(ctx.asarray(c) for c in scat)
-    if flagged:
-        return _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K)
     Q = int(setup.orientations_w.shape[0])
     total = None
     for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
         terms, _ = _terms(setup, scat_w, setup.orientations_w[q0:q0 + q_block, ...])
-        part = terms[..., 0] if terms.shape[-1] == 1 else xp.sum(terms, axis=-1)
-        total = part if total is None else total + part                 # (P, T, S, K)
+        part = terms[0, ...] if terms.shape[0] == 1 else xp.sum(terms, axis=0)
+        total = part if total is None else total + part                 # (K, P, T, S)
     if valid is not None:
         total = xp.where(ctx.asarray(valid, dtype=xp.bool), total, xp.zeros_like(total))
-    paths = T * S * K
-    I = setup.I_bg_w + (xp.reshape(total, (P,)) if paths == 1 else xp.sum(xp.reshape(total, (P, paths)), axis=1))
+    total = total[0, ...] if K == 1 else xp.sum(total, axis=0)         # (P, T, S)
+    I = setup.I_bg_w + (xp.reshape(total, (P,)) if T * S == 1 else xp.sum(xp.reshape(total, (P, T * S)), axis=1))
     # cached factors: solid angle of the first sub-pixel, polarization of the
     # first path that was not cut by dmin, capture fraction of the last layer
     factor = omega
     if cap is not None:
         factor = factor * cap
-    if setup.polarization_correction:
-        factor = factor * (polar if valid is None else _first_kept(xp, polar, valid, P))
+    if polar is not None:
+        factor = factor * polar
     return setup.scale_w * I * ctx.asarray(factor)
+
+
+def _sources_last(xp, x):
+    """(K, P, T, S) -> (P, T, S, K): the reference's path order (layer, sub-pixel, source)."""
+    return xp.permute_dims(x, (1, 2, 3, 0))
 
 
 def _polarization(setup: Setup, d, inc, frame):
@@ -326,18 +344,28 @@ def _first_kept(xp, values, valid, P):
     return xp.sum(xp.where(first, flat, xp.zeros_like(flat)), axis=1)
 
 
-def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K):
+def _render_running(setup, d, omega, cap, P, T, S, K):
     """The reference's running-sum semantics under -oversample_omega/_polar/_thick.
 
     After every term the running sum is multiplied by the current factors, so
     a term is scaled by the product of the factors of itself and of every later
     term.  Within a (layer, sub-pixel, source) group the factor g is constant,
     giving g^c for c counted terms; across groups the products are formed from
-    log-sums with an explicit count of zero factors.
+    log-sums with an explicit count of zero factors.  Arrays here are in the
+    reference's path order (P, T, S, K).
     """
     ctx, g = setup.ctx, setup.frame.ctx
     xp = ctx.xp
+    fr = setup.frame
     shape = (P, T, S, K)
+    scat = tuple((c[..., None] - i) / fr.wavelength_m for c, i in zip(d, fr.incident_xyz))
+    scat_w = tuple(ctx.asarray(c) for c in scat)
+    valid = polar = None
+    if setup.dmin_m > 0:
+        stol2 = 0.25 * (scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
+        valid = ~(4.0 * setup.dmin_m ** 2 * stol2 > 1.0)
+    if setup.polarization_correction or setup.oversample_polar:
+        polar = _polarization(setup, tuple(c[..., None] for c in d), fr.incident_xyz, fr.polar_frame_xyz)
     if cap is None:  # no sensor thickness: the factor is 1, or 0 when it is recomputed per path
         cap = xp.zeros_like(omega) if setup.oversample_thick else xp.ones_like(omega)
     if polar is None:
@@ -355,6 +383,7 @@ def _render_running(setup, scat_w, valid, omega, cap, polar, P, T, S, K):
     gw = ctx.asarray(xp.reshape(gfac, (G,)))
     vw = xp.reshape(ctx.asarray(valid, dtype=xp.bool), (G,))
     terms, Fl = _terms(setup, scat_w, setup.orientations_w)
+    terms, Fl = orientation_last(xp, terms), orientation_last(xp, Fl)   # (P, T, S, K, Q)
     Q = int(terms.shape[-1])
     terms = xp.reshape(terms, (G, Q))
     Fl = xp.reshape(Fl, (G, Q))

@@ -34,7 +34,8 @@ from dataclasses import replace
 from ..geometry.vectors import dot, norm
 from ..physics import lattice
 from ..physics.polarization import kahn_factor
-from .kernel import _amplitudes, _miller, _sub_pixel_geometry, _terms, render_tile, sub_pixel_positions
+from .kernel import (_amplitudes, _miller, _sub_pixel_geometry, _terms, orientation_last, render_tile,
+                     sub_pixel_positions)
 from .render import _working_arrays
 from .setup import Setup
 
@@ -90,9 +91,9 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
         polar = xp.ones(scat.shape[:-1], dtype=g.dtype, device=g.device)
 
     orient = s64.orientations_w                                            # (Q, 3, 3)
-    hkl = xp.stack([c[0, ...] for c in _miller(s64, scat_xyz, orient)], axis=-1)  # (T, S, K, Q, 3)
+    hkl = xp.stack([orientation_last(xp, c)[0, ...] for c in _miller(s64, scat_xyz, orient)], axis=-1)  # (T, S, K, Q, 3)
     hkl0 = lattice.nearest_index(xp, hkl)
-    Fl = _terms(s64, scat_xyz, orient)[1][0, ...]                               # (T, S, K, Q)
+    Fl = orientation_last(xp, _terms(s64, scat_xyz, orient)[1])[0, ...]          # (T, S, K, Q)
     if s64.grid_w is None:
         Fc = xp.zeros_like(Fl) + s64.default_F_w
     else:

@@ -42,6 +42,25 @@ def is_unit_count(n) -> bool:
 CHEBYSHEV_MAX_N = 12
 
 
+# cos(pi d) = sum_k (-1)^k (pi d)^(2k) / (2k)!, truncated after (pi d)^20: for
+# |d| <= 1/2 the truncation error is below 2e-17, so in float64 the polynomial
+# agrees with a correctly rounded cosine to a few ulp.
+_COS_PI_COEFFS = tuple((-1) ** k * math.pi ** (2 * k) / math.factorial(2 * k) for k in range(11))
+
+
+def cos_pi_reduced(xp, d):
+    """cos(pi d) for |d| <= 1/2 by its Taylor polynomial in d^2 (Horner).
+
+    Only multiplications and additions: NumPy evaluates float64 cosines one
+    element at a time (~17 ns each here), this polynomial in ~3 ns.
+    """
+    t = d * d
+    acc = _COS_PI_COEFFS[-1]
+    for c in _COS_PI_COEFFS[-2::-1]:  # over the polynomial's terms, not over data
+        acc = acc * t + c
+    return acc
+
+
 def chebyshev_u(xp, c, n: int):
     """U_n(c) by the three-term recurrence U_k = 2c U_(k-1) - U_(k-2) (stable for |c| <= 1).
 
@@ -54,6 +73,13 @@ def chebyshev_u(xp, c, n: int):
     for _ in range(n - 1):  # over the polynomial degree, not over data
         u_prev, u = u, two_c * u - u_prev
     return u
+
+
+def _slow_float64_trig(xp, x) -> bool:
+    """NumPy's float64 cosine is not vectorised; a polynomial is much faster there."""
+    import numpy as np
+
+    return isinstance(x, np.ndarray) and x.dtype == np.float64
 
 
 def _sign_even(xp, h0, N: int):
@@ -80,7 +106,8 @@ def sincg(xp, h, h0, n):
     """
     d = h - h0
     if _is_integral(n) and float(n) <= CHEBYSHEV_MAX_N:
-        return _sign_even(xp, h0, int(n)) * chebyshev_u(xp, xp.cos(math.pi * d), int(n) - 1)
+        c = cos_pi_reduced(xp, d) if _slow_float64_trig(xp, d) else xp.cos(math.pi * d)
+        return _sign_even(xp, h0, int(n)) * chebyshev_u(xp, c, int(n) - 1)
     x = math.pi * d
     small = d == 0
     den = xp.where(small, xp.ones_like(x), xp.sin(x))
