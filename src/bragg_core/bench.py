@@ -100,30 +100,64 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+def vm_hwm(pid: int | str = "self") -> int | None:
+    """Peak resident set of a live process from /proc/PID/status (VmHWM), in bytes; None if unreadable.
+
+    VmHWM belongs to the address space, which exec replaces: unlike
+    ``ru_maxrss`` it does not inherit the high-water mark of the process that
+    spawned the program (Linux carries the parent's mark across fork/vfork +
+    exec into ``ru_maxrss``, so a large benchmark driver would inflate it).
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def run_measured(cmd: list[str], cwd: str, env: dict, timeout: float) -> dict:
     """Run ``cmd``; wall time, CPU time (user+sys) and peak RSS of that child alone.
 
-    ``os.wait4`` returns the resource usage of exactly this child (and its
-    waited-for descendants), unlike RUSAGE_CHILDREN which accumulates.
+    The wall time is taken where a thread blocked in ``os.wait4`` returns; the
+    CPU time comes from that child's own rusage.  The peak RSS is the child's
+    VmHWM, polled every millisecond while it runs (Linux); elsewhere
+    ``ru_maxrss``, which on Linux can include the spawning process's
+    high-water mark and is kept as ``ru_maxrss_bytes`` (an upper bound).
     """
+    import threading
+
     out = open(os.path.join(cwd, "stdout.txt"), "wb")
     err = open(os.path.join(cwd, "stderr.txt"), "wb")
+    done: dict = {}
     try:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+
+        def reap():
+            _, status, ru = os.wait4(p.pid, 0)
+            done["t"] = time.perf_counter()
+            done["status"], done["ru"] = status, ru
+
+        th = threading.Thread(target=reap, daemon=True)
+        th.start()
+        hwm = None
         deadline = t0 + timeout
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
+        while th.is_alive():
+            v = vm_hwm(p.pid)
+            if v is not None:
+                hwm = v if hwm is None else max(hwm, v)
             if time.perf_counter() > deadline:
                 p.kill()
-                pid, status, ru = os.wait4(p.pid, 0)
+                th.join()
                 p.returncode = -9
                 raise TimeoutError(f"{cmd[0]} timed out after {timeout:g} s")
-            time.sleep(0.002)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
+            th.join(0.001)
+        wall = done["t"] - t0
+        p.returncode = os.waitstatus_to_exitcode(done["status"])
+        ru = done["ru"]
     finally:
         out.close()
         err.close()
@@ -131,7 +165,9 @@ def run_measured(cmd: list[str], cwd: str, env: dict, timeout: float) -> dict:
         with open(os.path.join(cwd, "stderr.txt"), "rb") as fh:
             tail = fh.read()[-800:].decode("utf-8", "replace")
         raise RuntimeError(f"exit status {p.returncode}: {tail.strip()}")
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": ru.ru_maxrss * 1024}
+    ru_max = ru.ru_maxrss * 1024
+    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": hwm if hwm else ru_max,
+            "peak_rss_source": "VmHWM" if hwm else "ru_maxrss", "ru_maxrss_bytes": ru_max}
 
 
 def _read_float_image(path: str, shape: tuple[int, int]) -> np.ndarray:
@@ -177,7 +213,7 @@ def worker(spec: dict) -> dict:
     elif backend == "jax":
         import jax  # noqa: F401
 
-    rss_imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_imported = vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     def once():
         t0, c0 = time.perf_counter(), time.process_time()
@@ -194,7 +230,7 @@ def worker(spec: dict) -> dict:
         sim, t, c = once()
         times.append(t)
         cpus.append(c)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     s = sim.setup
     img = np.asarray(to_numpy(sim.image))
     if spec.get("save"):
@@ -392,7 +428,7 @@ def _run_case(case, argv, backends, dtypes, rounds, ref, args, keep, report) -> 
     case_info["paths_per_pixel"] = paths_per_pixel
 
     # whole process, alternating with the reference round by round
-    ref_times, ref_cpu, ref_rss, ref_image = [], [], [], None
+    ref_times, ref_cpu, ref_rss, ref_image, ref_src = [], [], [], None, None
     whole: dict = {c: [] for c in configs}
     for rnd in range(rounds if "whole" in args.modes else 0):
         if ref:
@@ -403,6 +439,7 @@ def _run_case(case, argv, backends, dtypes, rounds, ref, args, keep, report) -> 
                     ref_times.append(m["wall_s"])
                     ref_cpu.append(m["cpu_s"])
                     ref_rss.append(m["peak_rss_bytes"])
+                    ref_src = m["peak_rss_source"]
                     if ref_image is None:
                         ref_image = os.path.join(keep, f"{case}_reference.bin")
                         shutil.copy(os.path.join(d, "image.bin"), ref_image)
@@ -430,7 +467,8 @@ def _run_case(case, argv, backends, dtypes, rounds, ref, args, keep, report) -> 
 
     if ref and ref_times:
         report["reference"][case] = {**_summary(ref_times), "cpu_times_s": ref_cpu,
-                                     "peak_rss_bytes": max(ref_rss), "threads": args.threads,
+                                     "peak_rss_bytes": max(ref_rss), "peak_rss_source": ref_src,
+                                     "threads": args.threads,
                                      "pixels_per_s": pixels / statistics.median(ref_times),
                                      "paths_per_s": pixels * paths_per_pixel / statistics.median(ref_times)
                                      if paths_per_pixel else None}
@@ -442,6 +480,8 @@ def _run_case(case, argv, backends, dtypes, rounds, ref, args, keep, report) -> 
             times = [m["wall_s"] for m in runs]
             r["whole"] = {**_summary(times), "cpu_times_s": [round(m["cpu_s"], 6) for m in runs],
                           "peak_rss_bytes": max(m["peak_rss_bytes"] for m in runs),
+                          "peak_rss_source": runs[0]["peak_rss_source"],
+                          "ru_maxrss_bytes": max(m["ru_maxrss_bytes"] for m in runs),
                           "loadavg_after": [m["loadavg_after"] for m in runs]}
             r["whole"]["pixels_per_s"] = pixels / r["whole"]["median_s"]
         st = r.get("steady")
@@ -554,12 +594,46 @@ def print_table(report: dict) -> None:
               f"(python -c pass: {st['python_baseline']['median_s']:.3f} s)")
 
 
+def markdown(reports: list[dict]) -> str:
+    """One markdown table over the results of one or more reports (``--summarize``)."""
+
+    def f(v, fmt, scale=1.0):
+        return format(v / scale, fmt) if isinstance(v, (int, float)) else "–"
+
+    lines = ["| case | paths/px | backend | dtype | whole s | steady s (first call) | reference s | "
+             "ref/ours whole | ref/ours steady | Mpix/s | Mpaths/s | peak RSS whole / steady MiB | "
+             "reference RSS MiB | float32 vs float64: 1 − r, max abs Δ / max |",
+             "|" + "---|" * 14]
+    for rep in reports:
+        for r in rep["results"]:
+            w, s = r.get("whole", {}), r.get("steady", {})
+            ref = rep["reference"].get(r["case"], {})
+            acc = r.get("accuracy_vs_float64")
+            ppp = rep["cases"].get(r["case"], {}).get("paths_per_pixel")
+            lines.append(
+                f"| {r['case']} | {ppp} | {r['backend']} | {r['dtype']} | {f(w.get('median_s'), '.2f')} | "
+                f"{f(s.get('median_s'), '.2f')} ({f(s.get('first_call_s'), '.1f')}) | {f(ref.get('median_s'), '.2f')} | "
+                f"{f(r.get('ratio_whole'), '.2f')} | {f(r.get('ratio_steady'), '.2f')} | "
+                f"{f(r.get('pixels_per_s'), '.2f', 1e6)} | {f(r.get('paths_per_s'), '.1f', 1e6)} | "
+                f"{f(w.get('peak_rss_bytes'), '.0f', 2**20)} / {f(s.get('peak_rss_bytes'), '.0f', 2**20)} | "
+                f"{f(ref.get('peak_rss_bytes'), '.0f', 2**20)} | "
+                + (f"{1 - acc['pearson_r']:.1e}, {acc['max_abs_diff_over_max']:.1e}" if acc else "") + " |")
+    return "\n".join(lines)
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--summarize"]:  # markdown table from saved reports
+        reports = []
+        for path in argv[1:]:
+            with open(path) as fh:
+                reports.append(json.load(fh))
+        print(markdown(reports))
+        return 0
     if argv[:1] == ["--_worker"]:  # internal: one steady-state measurement in this fresh process
         with open(argv[1]) as fh:
             spec = json.load(fh)
@@ -569,7 +643,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(prog="python -m bragg_core.bench", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="cases: " + ", ".join(CASES) + "; --quick cases: " + ", ".join(QUICK_CASES))
+                                 epilog="cases: " + ", ".join(CASES) + "; --quick cases: " + ", ".join(QUICK_CASES)
+                                 + ".  'python -m bragg_core.bench --summarize A.json [B.json ...]' prints a markdown"
+                                 " table of saved reports.")
     ap.add_argument("--cases", type=_csv, help="comma-separated case names (default: all, or the quick ones)")
     ap.add_argument("--backends", type=_csv, help="comma-separated (default: installed among numpy, torch, jax)")
     ap.add_argument("--dtypes", type=_csv, default=["float64", "float32"], help="default: float64,float32")
