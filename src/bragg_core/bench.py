@@ -315,7 +315,10 @@ def source_info() -> dict:
     import bragg_core
 
     pkg = os.path.dirname(os.path.abspath(bragg_core.__file__))
-    info: dict[str, Any] = {"bragg_core_path": pkg, "pythonpath": os.environ.get("PYTHONPATH")}
+    info: dict[str, Any] = {"bragg_core_path": pkg, "pythonpath": os.environ.get("PYTHONPATH"),
+                            "environment": {k: v for k, v in sorted(os.environ.items())
+                                            if k.startswith(("MALLOC_", "OMP_", "MKL_", "OPENBLAS_", "BRAGG_CORE_",
+                                                             "JAX_", "XLA_", "TORCH_", "LD_PRELOAD"))}}
     snap = os.path.join(os.path.dirname(os.path.dirname(pkg)), "SNAPSHOT_COMMIT")
     if os.path.exists(snap):  # a 'git archive' copy made for a stable long run
         with open(snap) as fh:
@@ -523,7 +526,7 @@ def _write(report: dict, out: str, plot: bool = True) -> None:
             _log(f"plot failed: {exc}")
 
 
-def make_plot(report: dict, path: str) -> None:
+def make_plot(report: dict, path: str, dpi: int = 110) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -567,26 +570,32 @@ def make_plot(report: dict, path: str) -> None:
         ax2.text(0.5, 0.5, "no --reference given", ha="center", va="center", transform=ax2.transAxes)
         ax2.set_axis_off()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def _div(v, d):
+    return v / d if isinstance(v, (int, float)) else None
 
 
 def print_table(report: dict) -> None:
     print(f"{'case':<17}{'backend':<8}{'dtype':<9}{'whole s':>9}{'steady s':>10}{'ref s':>8}"
-          f"{'x whole':>8}{'x steady':>9}{'Mpix/s':>8}{'Mpath/s':>9}{'RSS MiB':>9}  f32 r / maxdiff")
+          f"{'x whole':>8}{'x steady':>9}{'Mpix/s':>8}{'Mpath/s':>9}{'RSS MiB':>9}  f32: 1-r / max|diff|/max")
     for r in report["results"]:
         w, s = r.get("whole", {}), r.get("steady", {})
         ref = report["reference"].get(r["case"], {})
         acc = r.get("accuracy_vs_float64")
 
         def f(v, fmt):
-            return format(v, fmt) if isinstance(v, (int, float)) else "-"
+            if isinstance(v, (int, float)):
+                return format(v, fmt)
+            return "-".rjust(int(fmt.split(".")[0]))
 
         print(f"{r['case']:<17}{r['backend']:<8}{r['dtype']:<9}{f(w.get('median_s'), '9.3f')}"
               f"{f(s.get('median_s'), '10.3f')}{f(ref.get('median_s'), '8.3f')}{f(r.get('ratio_whole'), '8.2f')}"
-              f"{f(r.get('ratio_steady'), '9.2f')}{f((r.get('pixels_per_s') or 0) / 1e6, '8.2f')}"
-              f"{f((r.get('paths_per_s') or 0) / 1e6, '9.2f')}{f((w.get('peak_rss_bytes') or 0) / 2**20, '9.0f')}"
-              + (f"  {acc['pearson_r']:.7f} / {acc['max_abs_diff_over_max']:.2e}" if acc else "")
+              f"{f(r.get('ratio_steady'), '9.2f')}{f(_div(r.get('pixels_per_s'), 1e6), '8.2f')}"
+              f"{f(_div(r.get('paths_per_s'), 1e6), '9.2f')}{f(_div(w.get('peak_rss_bytes'), 2**20), '9.0f')}"
+              + (f"  {1 - acc['pearson_r']:.1e} / {acc['max_abs_diff_over_max']:.1e}" if acc else "")
               + (f"  ERROR {r['error'][:60]}" if r.get("error") else ""))
     st = report.get("startup")
     if st:
@@ -611,8 +620,8 @@ def markdown(reports: list[dict]) -> str:
             acc = r.get("accuracy_vs_float64")
             ppp = rep["cases"].get(r["case"], {}).get("paths_per_pixel")
             lines.append(
-                f"| {r['case']} | {ppp} | {r['backend']} | {r['dtype']} | {f(w.get('median_s'), '.2f')} | "
-                f"{f(s.get('median_s'), '.2f')} ({f(s.get('first_call_s'), '.1f')}) | {f(ref.get('median_s'), '.2f')} | "
+                f"| {r['case']} | {ppp} | {r['backend']} | {r['dtype']} | {f(w.get('median_s'), '.3g')} | "
+                f"{f(s.get('median_s'), '.3g')} ({f(s.get('first_call_s'), '.3g')}) | {f(ref.get('median_s'), '.3g')} | "
                 f"{f(r.get('ratio_whole'), '.2f')} | {f(r.get('ratio_steady'), '.2f')} | "
                 f"{f(r.get('pixels_per_s'), '.2f', 1e6)} | {f(r.get('paths_per_s'), '.1f', 1e6)} | "
                 f"{f(w.get('peak_rss_bytes'), '.0f', 2**20)} / {f(s.get('peak_rss_bytes'), '.0f', 2**20)} | "
