@@ -34,6 +34,36 @@ def _working_arrays(setup: Setup) -> None:
         setup.grid_w = FGrid(flat=ctx.asarray(setup.grid.flat), shape=setup.grid.shape, lower=setup.grid.lower)
 
 
+_MALLOC_TUNED = False
+
+
+def _keep_tile_buffers() -> None:
+    """Let glibc reuse freed tile temporaries instead of unmapping and re-faulting them.
+
+    Every tile allocates and frees arrays of a few hundred KiB to a few MiB;
+    above glibc's mmap threshold each one is a fresh mapping whose pages fault
+    in again, which cost more than the arithmetic (measured: 3.5 million
+    faults, system time 1.5x user time, on a 512^2 heavy case).  Raising the
+    mmap and trim thresholds keeps freed blocks in the heap for the next tile.
+    Process-wide and harmless elsewhere; BRAGG_CORE_MALLOC_TUNE=0 turns it off.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or os.environ.get("BRAGG_CORE_MALLOC_TUNE", "1") == "0":
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # the largest value glibc accepts on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 1024 * 2**20)
+
+
 def _compiled_kernel(setup: Setup, q_block: int):
     """The tile kernel; traced once per tile shape with ``jax.jit`` on JAX (which fuses it).
 
@@ -86,6 +116,7 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
     """
     ctx, g = setup.ctx, setup.gctx
     xp = ctx.xp
+    _keep_tile_buffers()
     _working_arrays(setup)
     fp, sp = setup.detector.fpixels, setup.detector.spixels
     xmin, xmax, ymin, ymax = setup.roi
