@@ -124,8 +124,8 @@ def _run(cfg) -> int:
     if cfg.write_pgm:
         pscale = io.pgm_auto_scale(cfg.pgmscale, st.rmsd, scale)
         print(f"pgm_scale = {pscale:g}")
-        pixels = _banded(image, setup, np.uint8, lambda band, roi: _pgm_pixels(io, band, pscale, roi))
-        header = _pgm_header(io, det.fpixels, det.spixels, pscale)
+        pixels = _banded(image, setup, np.uint8, lambda band, roi: io.pgm_pixels(band, pscale, roi))
+        header = io.pgm_header(det.fpixels, det.spixels, pscale)
         outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), header + pixels.tobytes()))
         del pixels
     if cfg.write_noise:
@@ -188,21 +188,6 @@ def _banded(image, setup, dtype, convert, rows_per_band=None, threads=True):
         roi = ((rr >= ymin) & (rr <= ymax))[:, None] & cols[None, :]
         out[r0:r1] = convert(image[r0:r1], roi)
     return out
-
-
-def _pgm_pixels(io, band, scale, roi):
-    import numpy as np
-
-    data = io.pgm_bytes(band, scale, roi)
-    return np.frombuffer(data[len(data) - band.size:], dtype=np.uint8).reshape(band.shape)
-
-
-def _pgm_header(io, fpixels, spixels, scale) -> bytes:
-    import numpy as np
-
-    probe = io.pgm_bytes(np.zeros((1, 1), np.float32), scale)
-    header = probe[:-1]
-    return header.replace(b"P5\n1 1\n", f"P5\n{fpixels} {spixels}\n".encode(), 1)
 
 
 def _smv_bytes(header, data):

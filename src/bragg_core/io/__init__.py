@@ -15,7 +15,8 @@ from .matfile import (
     read_mosflm_matrix,
     reciprocal_vectors_from_mosflm,
 )
-from .pgm import ImageStatistics, image_statistics, pgm_auto_scale, pgm_bytes, write_pgm
+from .pgm import (ImageStatistics, image_statistics, pgm_auto_scale, pgm_bytes, pgm_header, pgm_pixels,
+                  write_pgm)
 from .smv import (
     SMVFormatError,
     SMVHeader,
@@ -40,6 +41,7 @@ __all__ = [
     "SourceFileFormatError", "Sources", "parse_sourcefile", "read_sourcefile",
     "SMVFormatError", "SMVHeader", "c_format_g", "int_image", "int_image_scale",
     "parse_smv", "parse_smv_header", "read_smv", "smv_header", "write_smv",
-    "ImageStatistics", "image_statistics", "pgm_auto_scale", "pgm_bytes", "write_pgm",
+    "ImageStatistics", "image_statistics", "pgm_auto_scale", "pgm_bytes", "pgm_header", "pgm_pixels",
+    "write_pgm",
     "FloatFileFormatError", "read_floatfile", "write_floatfile",
 ]

@@ -69,19 +69,29 @@ def pgm_auto_scale(user_scale: float, rmsd: float, intfile_scale: float) -> floa
     return 250.0 / (5.0 * rmsd) if rmsd > 0.0 else float(intfile_scale)
 
 
-def pgm_bytes(float_image, pgm_scale: float, roi_mask=None) -> bytes:
-    """The bytes of the reference's PGM for ``float_image`` (shape (slow, fast))."""
+def pgm_pixels(float_image, pgm_scale: float, roi_mask=None) -> np.ndarray:
+    """The PGM's 8-bit pixels: trunc(min(v * scale, 255)), 0 for negative/NaN values and outside the ROI."""
     image = np.asarray(float_image, dtype=np.float32)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (slow, fast), got shape {image.shape}")
-    slow, fast = image.shape
     t = np.minimum(image.astype(np.float64) * float(pgm_scale), 255.0)
     t = np.where(np.isnan(t) | (t < 0.0), 0.0, t)
     pixels = np.trunc(t).astype(np.uint8)
     if roi_mask is not None:
         pixels = np.where(np.asarray(roi_mask, dtype=bool), pixels, np.uint8(0))
-    header = f"P5\n{fast} {slow}\n# pixels scaled by {c_format_g(pgm_scale)}\n255\n"
-    return header.encode("ascii") + pixels.astype(np.uint8).tobytes()
+    return pixels
+
+
+def pgm_header(fast: int, slow: int, pgm_scale: float) -> bytes:
+    """The reference's PGM header for an image of ``slow`` rows of ``fast`` pixels."""
+    return f"P5\n{fast} {slow}\n# pixels scaled by {c_format_g(pgm_scale)}\n255\n".encode("ascii")
+
+
+def pgm_bytes(float_image, pgm_scale: float, roi_mask=None) -> bytes:
+    """The bytes of the reference's PGM for ``float_image`` (shape (slow, fast))."""
+    pixels = pgm_pixels(float_image, pgm_scale, roi_mask)
+    slow, fast = pixels.shape
+    return pgm_header(fast, slow, pgm_scale) + pixels.tobytes()
 
 
 def write_pgm(path: str | os.PathLike, float_image, pgm_scale: float, roi_mask=None) -> None:
