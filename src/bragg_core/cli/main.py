@@ -23,6 +23,7 @@ class _Progress:
             try:
                 from tqdm import tqdm
 
+                tqdm.monitor_interval = 0  # no monitor thread: a running thread would stop the tile workers forking
                 self.bar = tqdm(total=total, unit="px", unit_scale=True, leave=False, file=sys.stderr)
             except ImportError:
                 self.bar = None

@@ -15,6 +15,7 @@ from .._backend import is_scalar, to_numpy
 from ..physics.structure_factors import FGrid
 from ..units import R_E_SQR_M2
 from .kernel import DEFAULT_MEMORY_BUDGET, plan_tiles, render_tile, tile_frame
+from .parallel import MIN_FORK_PATHS, fork_available, run_forked, shared_empty
 from .setup import Setup
 
 
@@ -78,6 +79,11 @@ def _compiled_kernel(setup: Setup, q_block: int):
 
         return jax.jit(kernel)
     return kernel
+
+
+def _paths_per_pixel(setup: Setup) -> int:
+    return (setup.thick.count * setup.oversample ** 2 * setup.n_sources
+            * int(setup.orientations_m.shape[0]))
 
 
 def _torch_cpu(ctx) -> bool:
@@ -146,17 +152,29 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
             progress((r1 - r0) * (c1 - c0))
         return out
 
+    workers = _threads(ctx, len(rects))  # the tile loop
+    forked = False
     if ctx.name == "numpy":
         # fill one preallocated block instead of concatenating: peak memory is one image
-        block = np.empty((H, W), dtype=ctx.dtype)
-        inner = tile
+        forked = workers > 1 and n * _paths_per_pixel(setup) >= MIN_FORK_PATHS and fork_available()
+        block = shared_empty((H, W), ctx.dtype) if forked else np.empty((H, W), dtype=ctx.dtype)
+
+        def fill(rect):
+            r0, r1, c0, c1 = rect
+            s_idx = g.arange(r1 - r0) + float(y0 + r0)
+            f_idx = g.arange(c1 - c0) + float(x0 + c0)
+            block[r0:r1, c0:c1] = xp.reshape(kernel(f_idx, s_idx), (r1 - r0, c1 - c0))
+            return (r1 - r0) * (c1 - c0)
 
         def tile(rect):  # noqa: F811
-            r0, r1, c0, c1 = rect
-            block[r0:r1, c0:c1] = inner(rect)
+            px = fill(rect)
+            if progress is not None:
+                progress(px)
 
-    workers = _threads(ctx, len(rects))  # the tile loop
-    if workers > 1:
+    if forked:  # worker processes (the GIL would serialise threads)
+        run_forked(lambda i: fill(rects[i]), len(rects), workers, progress)
+        tiles = []
+    elif workers > 1:
         # tiles run concurrently, one core each; torch's own intra-op threads
         # are paused meanwhile (many small parallel regions cost more than they give)
         with _single_threaded_torch(ctx), ThreadPoolExecutor(max_workers=workers) as pool:
