@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .._backend import is_scalar
 from ..geometry.vectors import rotate_axis
 from ..physics import lattice
@@ -77,6 +79,57 @@ class TileFrame:
     wavelength_m: Any
     polar_frame_xyz: tuple
     kahn: Any
+    incident_g: Any = None      # (K, 3) incident directions, geometry dtype
+    polar_be_g: Any = None      # (K, 2, 3) polarization B and E axes, geometry dtype
+    flat: Any = None      # FlatFrame when the detector is flat with an orthonormal frame, else None
+
+
+@dataclass
+class FlatFrame:
+    """A flat detector in its own orthonormal frame, in the geometry dtype.
+
+    A sub-pixel at slow offset y, fast offset x and layer offset z sits at
+    y sdet + x fdet + z odet with y = y0 + slow, x = x0 + fast, z = z0 + layer
+    (y0, x0, z0 the coordinates of pix0 in the frame).  Any projection v . pos
+    is then a per-row part plus a per-column part (plus a per-layer part), and
+    so is |pos|^2, the three axes being orthonormal: the kernel never forms
+    the positions themselves.
+    """
+
+    sdet: Any
+    fdet: Any
+    odet: Any
+    y0: Any
+    x0: Any
+    z0: Any
+    pixel_m: Any
+    layer_step_m: Any
+
+
+_ORTHONORMAL_TOL = 1e-12
+
+
+def flat_frame(setup: Setup):
+    """The :class:`FlatFrame` of a setup, or None (curved detector, a frame that is not orthonormal,
+    or values that cannot be read on the host, such as JAX tracers)."""
+    if setup.curved:
+        return None
+    from .._backend import to_numpy
+
+    dg = setup.detector
+    try:
+        M = np.stack([np.asarray(to_numpy(v), dtype=np.float64).reshape(3) for v in (dg.sdet, dg.fdet, dg.odet)])
+    except Exception:  # a traced value: no host copy
+        return None
+    if not np.all(np.isfinite(M)) or np.max(np.abs(M @ M.T - np.eye(3))) > _ORTHONORMAL_TOL:
+        return None
+    g = setup.gctx
+    A = g.asarray
+    s, f, o, p0 = A(dg.sdet), A(dg.fdet), A(dg.odet), A(dg.pix0_m)
+    xp = g.xp
+    step = setup.thick.step
+    return FlatFrame(sdet=s, fdet=f, odet=o, y0=xp.sum(p0 * s), x0=xp.sum(p0 * f), z0=xp.sum(p0 * o),
+                     pixel_m=A(dg.pixel_size_m), layer_step_m=step if is_scalar(step) else A(step))
 
 
 def tile_frame(setup: Setup) -> TileFrame:
@@ -88,12 +141,14 @@ def tile_frame(setup: Setup) -> TileFrame:
     inc = A(setup.sources.incident)
     b_in, e_in = polarization_frame(t.xp, inc, A(dg.polar))
     xyz = lambda v: (v[:, 0], v[:, 1], v[:, 2])  # noqa: E731
+    inc_g, dg_polar = setup.gctx.asarray(setup.sources.incident), setup.gctx.asarray(dg.polar)
     return TileFrame(
         ctx=t, pix0=A(dg.pix0_m), fdet=A(dg.fdet), sdet=A(dg.sdet), odet=A(dg.odet), beam=A(dg.beam),
         pixel_m=A(dg.pixel_size_m), close_m=A(dg.close_distance_m), distance_m=A(dg.distance_m),
         layer_step_m=keep(setup.thick.step), mu_per_m=keep(setup.mu_per_m),
         incident_xyz=xyz(inc), wavelength_m=A(setup.sources.wavelength_m),
-        polar_frame_xyz=(xyz(b_in), xyz(e_in)), kahn=keep(setup.kahn),
+        polar_frame_xyz=(xyz(b_in), xyz(e_in)), kahn=keep(setup.kahn), flat=flat_frame(setup),
+        incident_g=inc_g, polar_be_g=setup.gctx.xp.stack(polarization_frame(setup.gctx.xp, inc_g, dg_polar), axis=1),
     )
 
 
@@ -211,17 +266,14 @@ def orientation_last(xp, x):
     return xp.permute_dims(x, tuple(range(1, x.ndim)) + (0,))
 
 
-def _direct_grating(setup: Setup) -> bool:
-    """Whether the square transform may skip the nearest-index offset.
+def _odd_grating(setup: Setup) -> bool:
+    """Whether the square transform may use :func:`lattice.grating_odd` on every axis.
 
-    For odd N the grating function U_(N-1)(cos pi h) is even in cos, so the
-    sign (-1)^h0 drops out and no h0 is needed; with no structure-factor grid
-    nothing else needs h0 either.  Only in float64, where cos(pi h) loses
-    nothing worth keeping; float32 always subtracts the nearest index first.
+    For odd N the grating function U_(N-1)(cos pi h) is even in the cosine,
+    so the sign (-1)^h0 drops out and no nearest index h0 is needed; with no
+    structure-factor grid nothing else needs h0 either.
     """
-    if setup.shape != "square" or setup.grid_w is not None or setup.ctx.dtype_name != "float64":
-        return False
-    if setup.ctx.name == "numpy":  # NumPy's float64 cosine is slow: the offset form uses a polynomial
+    if setup.shape != "square" or setup.grid_w is not None:
         return False
     return all(lattice.is_unit_count(n) or (lattice.is_integral(n) and int(n) % 2 == 1
                                              and n <= lattice.CHEBYSHEV_MAX_N) for n in setup.N_w)
@@ -229,14 +281,20 @@ def _direct_grating(setup: Setup) -> bool:
 
 def _terms(setup: Setup, scat, orient):
     """|F_cell F_latt|^2 for every orientation and path (Q, ...), and F_latt."""
+    return _terms_hkl(setup, _miller(setup, scat, orient))
+
+
+def _terms_hkl(setup: Setup, hkl3):
+    """|F_cell F_latt|^2 and F_latt from h, k, l (three arrays of one shape)."""
     xp = setup.ctx.xp
-    h, k, l = _miller(setup, scat, orient)
+    h, k, l = hkl3
     N = setup.N_w
-    if _direct_grating(setup):
+    if _odd_grating(setup):
+        direct = setup.ctx.dtype_name == "float64" and setup.ctx.name != "numpy"
         Fl = None
         for x, n in ((h, N[0]), (k, N[1]), (l, N[2])):
             if not lattice.is_unit_count(n):
-                f = lattice.chebyshev_u(xp, xp.cos(math.pi * x), int(n) - 1)
+                f = lattice.grating_odd(xp, x, int(n), direct=direct)
                 Fl = f if Fl is None else Fl * f
         Fl = xp.ones_like(h) if Fl is None else Fl
         F = setup.default_F_w
@@ -264,57 +322,311 @@ def _terms(setup: Setup, scat, orient):
     return amp * amp, Fl
 
 
+class _FlatPaths:
+    """The sub-pixel paths of a tile on a flat detector, as projections (see :class:`FlatFrame`).
+
+    ``dot(V)`` is V . pos for every path of the tile, (M, P, T, S), for M
+    vectors V (M, 3); ``norm2()`` is |pos|^2.  Each is one broadcast addition
+    of a per-row part and a per-column part (the layer part folded into the
+    latter): one operation per path.  ``dot_at`` / ``norm2_at`` give the same
+    for the first sub-pixel of one layer, (M, P).  Everything is in the
+    geometry dtype (float64 where the backend has it).
+    """
+
+    def __init__(self, setup: Setup, f_idx, s_idx):
+        fl = setup.frame.flat
+        g = setup.gctx
+        xp = g.xp
+        self.g = g
+        os_ = setup.oversample
+        sub = fl.pixel_m / os_
+        j = g.arange(os_)
+        self.ys = fl.y0 + (sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0)   # (R, os)
+        self.xs = fl.x0 + (sub * (f_idx[:, None] * os_ + j[None, :]) + sub / 2.0)   # (C, os)
+        T = setup.thick.count
+        self.zs = fl.z0 + g.arange(T) * fl.layer_step_m if T > 1 else xp.reshape(fl.z0, (1,))
+        self.frame = fl
+        self.shape = (s_idx.shape[0], f_idx.shape[0], T, os_)
+
+    def _coeffs(self, V):
+        xp = self.g.xp
+        fl = self.frame
+        return xp.sum(V * fl.sdet, axis=-1), xp.sum(V * fl.fdet, axis=-1), xp.sum(V * fl.odet, axis=-1)
+
+    def _full(self, a, b, c):
+        """a (M, R, os) + b (M, C, os) + c (M, T) over (M, P, T, S)."""
+        xp = self.g.xp
+        R, C, T, os_ = self.shape
+        M = a.shape[0]
+        bc = xp.reshape(b, (M, 1, C, 1, 1, os_)) + xp.reshape(c, (M, 1, 1, T, 1, 1))
+        return xp.reshape(xp.reshape(a, (M, R, 1, 1, os_, 1)) + bc, (M, R * C, T, os_ * os_))
+
+    def _first(self, a, b, c, t: int):
+        xp = self.g.xp
+        R, C, T, os_ = self.shape
+        M = a.shape[0]
+        A = xp.reshape(a[:, :, 0], (M, R, 1))
+        B = xp.reshape(b[:, :, 0] + c[:, t:t + 1], (M, 1, C))
+        return xp.reshape(A + B, (M, R * C))
+
+    def _parts(self, V):
+        cs, cf, co = self._coeffs(V)
+        return cs[:, None, None] * self.ys, cf[:, None, None] * self.xs, co[:, None] * self.zs
+
+    def dot(self, V):
+        return self._full(*self._parts(V))
+
+    def dot_at(self, V, t: int):
+        return self._first(*self._parts(V), t)
+
+    def _squares(self):
+        return (self.ys * self.ys)[None, ...], (self.xs * self.xs)[None, ...], (self.zs * self.zs)[None, ...]
+
+    def norm2(self):
+        return self._full(*self._squares())[0, ...]
+
+    def norm2_at(self, t: int):
+        return self._first(*self._squares(), t)[0, :]
+
+    def perp2(self, I):
+        """|pos x i|^2 for unit vectors I (K, 3): (K, P, T, S), free of cancellation near i.
+
+        In frame coordinates pos = (y, x, z) and i = (i_s, i_f, i_o), the cross
+        product has components (x i_o - z i_f, z i_s - y i_o, y i_f - x i_s).
+        When i has no slow component (known on the host) its square is the
+        separable y^2 (i_o^2 + i_f^2) + (x i_o - z i_f)^2 + i_s^2 (...) = 0 part;
+        otherwise each component is formed (one addition) and squared.
+        """
+        xp = self.g.xp
+        cs, cf, co = self._coeffs(I)
+        K = I.shape[0]
+        R, C, T, os_ = self.shape
+        X = xp.reshape(self.xs, (1, 1, C, 1, 1, os_))
+        Z = xp.reshape(self.zs, (1, 1, 1, T, 1, 1))
+        k = lambda v: xp.reshape(v, (K, 1, 1, 1, 1, 1))  # noqa: E731
+        if _host_zero(cs):
+            rows = (self.ys * self.ys)[None, ...] * xp.reshape(co * co + cf * cf, (K, 1, 1))
+            col = X * k(co) - Z * k(cf)
+            return self._combine(rows, col * col)
+        Y = xp.reshape(self.ys, (1, R, 1, 1, os_, 1))
+        c1 = X * k(co) - Z * k(cf)                                  # no row part
+        c2 = (Z * k(cs)) - Y * k(co)
+        c3 = Y * k(cf) - X * k(cs)
+        out = c1 * c1 + c2 * c2 + c3 * c3
+        return xp.reshape(xp.broadcast_to(out, (K, R, C, T, os_, os_)), (K, R * C, T, os_ * os_))
+
+    def _combine(self, a, bc):
+        """a (M, R, os) + bc (M, 1, C, T, 1, os) over (M, P, T, S)."""
+        xp = self.g.xp
+        R, C, T, os_ = self.shape
+        M = a.shape[0]
+        return xp.reshape(xp.reshape(a, (M, R, 1, 1, os_, 1)) + bc, (M, R * C, T, os_ * os_))
+
+
+class _ExplicitPaths:
+    """The same interface as :class:`_FlatPaths` from explicit positions (curved detectors,
+    frames that are not orthonormal)."""
+
+    def __init__(self, setup: Setup, f_idx, s_idx):
+        self.g = g = setup.gctx
+        self.pos = tuple(g.asarray(c) for c in sub_pixel_positions(setup, f_idx, s_idx))  # x, y, z (P, T, S)
+
+    def _proj(self, V, pos):
+        xp = self.g.xp
+        shape = (V.shape[0],) + (1,) * pos[0].ndim
+        return sum(xp.reshape(V[:, i], shape) * pos[i][None, ...] for i in range(3))
+
+    def dot(self, V):
+        return self._proj(V, self.pos)
+
+    def dot_at(self, V, t: int):
+        return self._proj(V, tuple(c[:, t, 0] for c in self.pos))
+
+    def norm2(self):
+        x, y, z = self.pos
+        return x * x + y * y + z * z
+
+    def norm2_at(self, t: int):
+        x, y, z = (c[:, t, 0] for c in self.pos)
+        return x * x + y * y + z * z
+
+    def perp2(self, I):
+        xp = self.g.xp
+        x, y, z = (c[None, ...] for c in self.pos)
+        k = lambda v: xp.reshape(v, (I.shape[0], 1, 1, 1))  # noqa: E731
+        ix, iy, iz = k(I[:, 0]), k(I[:, 1]), k(I[:, 2])
+        c1, c2, c3 = y * iz - z * iy, z * ix - x * iz, x * iy - y * ix
+        return c1 * c1 + c2 * c2 + c3 * c3
+
+
+def _host_zero(v) -> bool:
+    """True when ``v`` is a plain NumPy array of zeros (never for arrays that may carry gradients)."""
+    return isinstance(v, np.ndarray) and not np.any(v)
+
+
+def _host_all_positive(v) -> bool:
+    return isinstance(v, np.ndarray) and bool(np.all(v > 0))
+
+
+def _tile_paths(setup: Setup, f_idx, s_idx):
+    if setup.frame.flat is not None:
+        return _FlatPaths(setup, f_idx, s_idx)
+    return _ExplicitPaths(setup, f_idx, s_idx)
+
+
+class _MillerTile:
+    """h, k, l of every path of a tile for a block of orientations, in the geometry dtype.
+
+    h = a . (pos / R - i) / lambda.  At low angles a . pos / R and a . i are
+    both about |a| / lambda, large next to h, and forming h as their
+    difference loses ~|a| / lambda ulps.  ``stable`` avoids that
+    cancellation: with a_perp = a - (a . i) i and p_par = pos . i,
+
+        R a . (pos / R - i) = a_perp . pos - (a . i) (R - p_par),
+
+    where a_perp . pos is small near the beam and
+    R - p_par = |pos x i|^2 / (R + p_par) (downstream of the sample; R - p_par
+    itself upstream) cancels nothing.  What remains is the rounding of a_perp
+    itself (nothing when the beam lies along a frame axis, at most a few
+    ulp(|a| / lambda) otherwise, as for the reference's own formula; see
+    tests/test_kernel_pieces.py).  A float32 image rounds h to float32,
+    whose ulp is ~1e8 times that loss: there the shorter difference form
+    (still evaluated in float64) is used.  Calling the object with (q0, q1)
+    gives h, k, l, each (Qb, K, P, T, S).
+    """
+
+    def __init__(self, setup: Setup, paths, r, inv_r, stable: bool):
+        g = setup.gctx
+        gx = g.xp
+        self.g, self.paths, self.stable = g, paths, stable
+        self.K = K = setup.n_sources
+        self.orient = g.asarray(setup.orientations_m)
+        self.inc = inc = setup.frame.incident_g
+        lam = g.asarray(setup.sources.wavelength_m)
+        self.gap = None
+        if stable:
+            p_par = paths.dot(inc)                                               # (K, P, T, S)
+            rho2 = paths.perp2(inc)
+            if _host_all_positive(p_par):
+                gap = rho2 / (r[None, ...] + p_par)
+            else:
+                ahead = p_par > 0
+                den = gx.where(ahead, r[None, ...] + p_par, gx.ones_like(p_par))
+                gap = gx.where(ahead, rho2 / den, r[None, ...] - p_par)          # R - p_par
+            self.gap = gap[None, ...]
+        if K == 1:  # 1/lambda folded into the projections
+            self.w, self.lam_fold, self.inv_lam = inv_r[None, None, ...], lam[0], None
+        else:
+            self.inv_lam = 1.0 / lam
+            self.w = gx.reshape(self.inv_lam, (1, K, 1, 1, 1)) * inv_r[None, None, ...]
+            self.lam_fold = 1.0
+
+    def __call__(self, q0: int, q1: int):
+        gx, paths, K = self.g.xp, self.paths, self.K
+        Vq = self.orient[q0:q1, ...]
+        Qb = int(Vq.shape[0])
+        Vq = gx.reshape(Vq, (Qb * 3, 3)) / self.lam_fold                    # rows a, b, c of each orientation
+        c = gx.matmul(Vq, gx.permute_dims(self.inc, (1, 0)))                 # (Qb*3, K): a . i_k
+        if self.stable:
+            a_perp = Vq[:, None, :] - c[:, :, None] * self.inc[None, :, :]    # (Qb*3, K, 3)
+            U = paths.dot(gx.reshape(a_perp, (Qb * 3 * K, 3)))
+            U = gx.reshape(U, (Qb, 3, K) + tuple(U.shape[1:]))
+            c = gx.reshape(c, (Qb, 3, K, 1, 1, 1))
+            return tuple((U[:, i, ...] - c[:, i, ...] * self.gap) * self.w for i in range(3))
+        U = paths.dot(Vq)
+        U = gx.reshape(U, (Qb, 3, 1) + tuple(U.shape[1:]))
+        c = gx.reshape(c, (Qb, 3, K, 1, 1, 1))
+        if K > 1:
+            c = c * gx.reshape(self.inv_lam, (1, 1, K, 1, 1, 1))
+        return tuple(U[:, i, ...] * self.w - c[:, i, ...] for i in range(3))
+
+
 def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
-    """Pixel values (P,) in the working dtype for the tile ``s_idx`` x ``f_idx`` (row order)."""
-    ctx, g = setup.ctx, setup.frame.ctx
-    xp = ctx.xp
+    """Pixel values (P,) in the working dtype for the tile ``s_idx`` x ``f_idx`` (row order).
+
+    The scattering geometry (path lengths, directions, h, k, l and the
+    per-pixel factors) is evaluated in the geometry dtype; h, k, l are then
+    rounded once to the working dtype, in which the lattice and
+    structure-factor terms are evaluated and summed.  In float32 this keeps
+    h, k, l as accurate as float32 can hold them: forming them in float32
+    would lose several ulps to the cancellation in a . (d - i) / lambda.
+    """
+    ctx, g = setup.ctx, setup.gctx
+    xp, gx = ctx.xp, g.xp
     P = s_idx.shape[0] * f_idx.shape[0]
     T, S, K = setup.thick.count, setup.oversample ** 2, setup.n_sources
-    flagged = setup.oversample_omega or setup.oversample_polar or setup.oversample_thick
-    d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx, all_factors=flagged)
-    fr = setup.frame
-    if flagged:
+    if setup.oversample_omega or setup.oversample_polar or setup.oversample_thick:
+        d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx, all_factors=True)
         return _render_running(setup, d, omega, cap, P, T, S, K)
-    # sources outermost: (K, P, T, S), long inner loops
-    lam = xp.reshape(fr.wavelength_m, (K, 1, 1, 1))
-    scat = tuple((c - xp.reshape(i, (K, 1, 1, 1))) / lam for c, i in zip(d, fr.incident_xyz))  # 1/m
+    fr = setup.frame
+    paths = _tile_paths(setup, f_idx, s_idx)
+    r = gx.sqrt(paths.norm2())                                # (P, T, S)
+    inv_r = 1.0 / r
+    one_path = T * S == 1
+    inv_r0 = gx.reshape(inv_r, (P,)) if one_path else 1.0 / gx.sqrt(paths.norm2_at(0))
+    # cached per-pixel factors: solid angle of the first sub-pixel, capture
+    # fraction of the last layer, polarization of the first path dmin keeps
+    dg = setup.detector
+    if setup.point_pixel:
+        factor = inv_r0 * inv_r0
+    else:
+        pix, close = g.asarray(dg.pixel_size_m), g.asarray(dg.close_distance_m)
+        factor = (pix * pix * close) * (inv_r0 * inv_r0) * inv_r0
+    if setup.thick.range > 0:
+        inv_rl = inv_r0 if T == 1 else 1.0 / gx.sqrt(paths.norm2_at(T - 1))
+        parallax = paths.dot_at(gx.reshape(g.asarray(dg.odet), (1, 3)), T - 1)[0, :] * inv_rl
+        step, mu = setup.thick.step, setup.mu_per_m
+        step, mu = (v if is_scalar(v) else g.asarray(v) for v in (step, mu))
+        factor = factor * capture_fraction(gx, float(T - 1), step, mu, parallax)
+    inc_g, lam_g = fr.incident_g, g.asarray(setup.sources.wavelength_m)
+    col = lambda v: gx.reshape(v, (K, 1, 1, 1))  # noqa: E731
     valid = None
-    if setup.dmin_m > 0:
+    if setup.dmin_m > 0:   # the reference's test on the explicit scattering vector
+        dc = paths.dot(g.asarray(np.eye(3))) * inv_r[None, ...]
+        d = (dc[0, ...], dc[1, ...], dc[2, ...])
+        scat = tuple((c - col(inc_g[:, i])) / col(lam_g) for i, c in enumerate(d))     # (K, P, T, S)
         stol2 = 0.25 * (scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
         valid = ~(4.0 * setup.dmin_m ** 2 * stol2 > 1.0)  # dmin > 1 / (2 stol), stol > 0
-    polar = None
     if setup.polarization_correction:
+        be = fr.polar_be_g
         if valid is not None:   # the first path dmin keeps: every path's value is needed
-            dk = tuple(c[None, ...] for c in d)
-            col = lambda v: tuple(xp.reshape(c, (K, 1, 1, 1)) for c in v)  # noqa: E731
-            polar = _polarization(setup, dk, col(fr.incident_xyz),
-                                  tuple(col(v) for v in fr.polar_frame_xyz))   # (K, P, T, S)
-            polar = _first_kept(xp, _sources_last(xp, polar), _sources_last(xp, valid), P)
+            xyz = lambda v: tuple(col(v[:, i]) for i in range(3))  # noqa: E731
+            polar = _polarization(setup, tuple(c[None, ...] for c in d), xyz(inc_g),
+                                  (xyz(be[:, 0, :]), xyz(be[:, 1, :])), xp=gx)   # (K, P, T, S)
+            polar = _first_kept(gx, _sources_last(gx, polar), _sources_last(gx, valid), P)
         else:                   # only the first path's
-            d0 = tuple(c[:, 0, 0] for c in d)
-            first = lambda v: tuple(c[0] for c in v)  # noqa: E731
-            (bx, by, bz), (ex, ey, ez) = fr.polar_frame_xyz
-            polar = _polarization(setup, d0, first(fr.incident_xyz),
-                                  (first((bx, by, bz)), first((ex, ey, ez))))
-    scat_w = tuple(ctx.asarray(c) for c in scat)
-    Q = int(setup.orientations_w.shape[0])
+            unpolarised = _unpolarised(setup.kahn)
+            V = inc_g[0:1, :] if unpolarised else gx.stack((inc_g[0, :], be[0, 1, :], be[0, 0, :]))
+            proj = paths.dot_at(V, 0) * inv_r0
+            c2t = proj[0, :]
+            if unpolarised:
+                polar = 0.5 * (1.0 + c2t * c2t)
+            else:
+                kahn = setup.kahn if is_scalar(setup.kahn) else g.asarray(setup.kahn)
+                polar = kahn_from_projections(gx, c2t, proj[1, :], proj[2, :], kahn)
+        factor = factor * polar
+    stable = not (ctx.dtype_name == "float32" and g.dtype_name == "float64")
+    miller = _MillerTile(setup, paths, r, inv_r, stable)
+    Q = int(setup.orientations_m.shape[0])
     total = None
     for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
-        terms, _ = _terms(setup, scat_w, setup.orientations_w[q0:q0 + q_block, ...])
+        hkl = tuple(ctx.asarray(x) for x in miller(q0, q0 + q_block))
+        # hkl: (Qb, K, P, T, S) each
+        terms, _ = _terms_hkl(setup, hkl)
         part = terms[0, ...] if terms.shape[0] == 1 else xp.sum(terms, axis=0)
-        total = part if total is None else total + part                 # (K, P, T, S)
+        total = part if total is None else total + part                  # (K, P, T, S)
     if valid is not None:
         total = xp.where(ctx.asarray(valid, dtype=xp.bool), total, xp.zeros_like(total))
-    total = total[0, ...] if K == 1 else xp.sum(total, axis=0)         # (P, T, S)
-    I = setup.I_bg_w + (xp.reshape(total, (P,)) if T * S == 1 else xp.sum(xp.reshape(total, (P, T * S)), axis=1))
-    # cached factors: solid angle of the first sub-pixel, polarization of the
-    # first path that was not cut by dmin, capture fraction of the last layer
-    factor = omega
-    if cap is not None:
-        factor = factor * cap
-    if polar is not None:
-        factor = factor * polar
-    return setup.scale_w * I * ctx.asarray(factor)
+    total = total[0, ...] if K == 1 else xp.sum(total, axis=0)          # (P, T, S)
+    I = xp.reshape(total, (P,)) if one_path else xp.sum(xp.reshape(total, (P, T * S)), axis=1)
+    if setup.water_on:
+        I = setup.I_bg_w + I
+    return (setup.scale_w * ctx.asarray(factor)) * I
+
+
+def _unpolarised(kahn) -> bool:
+    return is_scalar(kahn) and kahn == 0
+
 
 
 def _sources_last(xp, x):
@@ -322,10 +634,13 @@ def _sources_last(xp, x):
     return xp.permute_dims(x, (1, 2, 3, 0))
 
 
-def _polarization(setup: Setup, d, inc, frame):
+def _polarization(setup: Setup, d, inc, frame, xp=None):
     """Kahn factor for diffracted components ``d`` and incident/frame components (broadcasting)."""
-    xp = setup.frame.ctx.xp
     kahn = setup.frame.kahn
+    if xp is None:
+        xp = setup.frame.ctx.xp
+    elif not is_scalar(setup.kahn):
+        kahn = setup.gctx.asarray(setup.kahn)
     (bx, by, bz), (ex, ey, ez) = frame
     c2t = d[0] * inc[0] + d[1] * inc[1] + d[2] * inc[2]
     if is_scalar(kahn) and kahn == 0:
