@@ -78,9 +78,11 @@ def _run(cfg) -> int:
 
     from .. import io
     from .._backend import BackendError, to_numpy
+    from .._backend import get_context
+    from ..engine.render import image_stats, render
+    from ..engine.setup import build_setup
     from ..noise import noise_image
-    from ..engine.render import image_stats
-    from ..simulate import simulate
+    from ..simulate import _arrays_in
 
     for w in cfg.warnings:
         print(f"WARNING: {w}")
@@ -93,21 +95,22 @@ def _run(cfg) -> int:
     n_pix = det.fpixels * det.spixels
     bar = _Progress(n_pix, cfg.progress)
     try:
-        sim = simulate(exp, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype,
-                       memory_budget_bytes=cfg.memory_budget, progress=bar)
+        ctx = get_context(*_arrays_in(exp), backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
+        setup = build_setup(exp, ctx)
+        # the files hold float32: NumPy stores each finished tile as float32 directly
+        store = np.float32 if ctx.name == "numpy" else None
+        image = render(setup, cfg.memory_budget, bar, store_dtype=store)
     except BackendError as exc:
         return _fail(str(exc))
     except MemoryError:
         return _fail("out of memory; lower -memory_budget")
     finally:
         bar.close()
-    for w in sim.setup.warnings:
+    for w in setup.warnings:
         print(f"WARNING: {w}")
-    setup = sim.setup
     for slow, fast in cfg.trace_pixels:
         _print_trace(setup, slow, fast)
-    image = np.asarray(to_numpy(sim.image), dtype=np.float32)
-    del sim  # the working-dtype image is no longer needed
+    image = np.asarray(to_numpy(image), dtype=np.float32)
     st = image_stats(image, setup)
     print(f"  {setup.n_sources} sources, {setup.n_mosaic} mosaic domains, {setup.phi.count} phi steps, "
           f"{setup.oversample}x{setup.oversample} pixel oversample steps, {setup.thick.count} sensor layers")
@@ -116,7 +119,7 @@ def _run(cfg) -> int:
 
     # assemble every output in memory (in bands of rows, to bound temporaries),
     # then write them all atomically
-    outputs = [(cfg.outputs.get("-floatfile", "floatimage.bin"), image.astype("<f4", copy=False).tobytes())]
+    outputs = [(cfg.outputs.get("-floatfile", "floatimage.bin"), np.ascontiguousarray(image, dtype="<f4"))]
     scale = io.int_image_scale(st.max_I, cfg.scale)
     print(f"intfile_scale = {scale:g}")
     ints = _banded(image, setup, np.uint16, lambda band, roi: io.int_image(band, scale, cfg.adc, roi))
@@ -127,7 +130,7 @@ def _run(cfg) -> int:
         print(f"pgm_scale = {pscale:g}")
         pixels = _banded(image, setup, np.uint8, lambda band, roi: io.pgm_pixels(band, pscale, roi))
         header = io.pgm_header(det.fpixels, det.spixels, pscale)
-        outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), header + pixels.tobytes()))
+        outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), [header, pixels]))
         del pixels
     if cfg.write_noise:
         rng = np.random.Generator(np.random.PCG64(cfg.seed))
@@ -181,12 +184,16 @@ def _banded(image, setup, dtype, convert, rows_per_band=None, threads=True):
     sp, fp = image.shape
     xmin, xmax, ymin, ymax = setup.roi
     cols = (np.arange(fp) >= xmin) & (np.arange(fp) <= xmax)
+    all_cols = bool(np.all(cols))
     rows = rows_per_band or max(1, (1 << 19) // max(fp, 1))
     out = np.empty((sp, fp), dtype=dtype)
     for r0 in range(0, sp, rows):  # bands of output rows, in order (the noise stream is sequential)
         r1 = min(sp, r0 + rows)
-        rr = np.arange(r0, r1)
-        roi = ((rr >= ymin) & (rr <= ymax))[:, None] & cols[None, :]
+        if all_cols and r0 >= ymin and r1 - 1 <= ymax:
+            roi = None  # the whole band is inside the region of interest
+        else:
+            rr = np.arange(r0, r1)
+            roi = ((rr >= ymin) & (rr <= ymax))[:, None] & cols[None, :]
         out[r0:r1] = convert(image[r0:r1], roi)
     return out
 
@@ -195,7 +202,7 @@ def _smv_bytes(header, data):
     from .. import io
     import numpy as np
 
-    return io.smv_header(header) + np.asarray(data, dtype="<u2").tobytes()
+    return [io.smv_header(header), np.ascontiguousarray(data, dtype="<u2")]
 
 
 def _header(setup, exp, noise_image=False):

@@ -114,11 +114,14 @@ def _single_threaded_torch(ctx):
         torch.set_num_threads(before)
 
 
-def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
+def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None, store_dtype=None):
     """The float image (spixels, fpixels) in the working namespace, device and dtype.
 
     Pixels outside the region of interest stay zero; masked pixels are zero.
     ``progress``, if given, is called with the number of pixels finished.
+    ``store_dtype`` (NumPy only; e.g. float32 for a float64 run whose image
+    is written as float32) stores each tile in that dtype as it is finished,
+    so the full image never exists in the working dtype.
     """
     ctx, g = setup.ctx, setup.gctx
     xp = ctx.xp
@@ -129,7 +132,8 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
     x0, x1 = max(xmin, 0), min(xmax, fp - 1)
     y0, y1 = max(ymin, 0), min(ymax, sp - 1)
     if x1 < x0 or y1 < y0:
-        return ctx.zeros((sp, fp))
+        return np.zeros((sp, fp), dtype=store_dtype) if store_dtype is not None and ctx.name == "numpy" \
+            else ctx.zeros((sp, fp))
     W, H = x1 - x0 + 1, y1 - y0 + 1
     n = W * H
     plan = plan_tiles(setup, n, memory_budget_bytes or DEFAULT_MEMORY_BUDGET)
@@ -157,7 +161,8 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
     if ctx.name == "numpy":
         # fill one preallocated block instead of concatenating: peak memory is one image
         forked = workers > 1 and n * _paths_per_pixel(setup) >= MIN_FORK_PATHS and fork_available()
-        block = shared_empty((H, W), ctx.dtype) if forked else np.empty((H, W), dtype=ctx.dtype)
+        store = np.dtype(store_dtype or ctx.dtype)
+        block = shared_empty((H, W), store) if forked else np.empty((H, W), dtype=store)
 
         def fill(rect):
             r0, r1, c0, c1 = rect
@@ -193,19 +198,20 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None):
         block = xp.where(m, block, xp.zeros_like(block))
     if (W, H) == (fp, sp):
         return block
+    zeros = (lambda shape: np.zeros(shape, dtype=block.dtype)) if ctx.name == "numpy" else ctx.zeros
     parts = []
     if x0 > 0:
-        parts.append(ctx.zeros((H, x0)))
+        parts.append(zeros((H, x0)))
     parts.append(block)
     if x1 < fp - 1:
-        parts.append(ctx.zeros((H, fp - 1 - x1)))
+        parts.append(zeros((H, fp - 1 - x1)))
     rows = xp.concat(parts, axis=1) if len(parts) > 1 else block
     vparts = []
     if y0 > 0:
-        vparts.append(ctx.zeros((y0, fp)))
+        vparts.append(zeros((y0, fp)))
     vparts.append(rows)
     if y1 < sp - 1:
-        vparts.append(ctx.zeros((sp - 1 - y1, fp)))
+        vparts.append(zeros((sp - 1 - y1, fp)))
     return xp.concat(vparts, axis=0) if len(vparts) > 1 else rows
 
 

@@ -42,7 +42,9 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
             fh.write(data)
 
     The temporary file lives next to ``path`` (same file system, so the final
-    :func:`os.replace` is atomic).  The new file gets the permissions an
+    :func:`os.replace` is atomic).  Atomic against errors and interruptions
+    of this process; like any ordinary write it is not flushed to the disk
+    (no fsync), so it is no guarantee against a power failure.  The new file gets the permissions an
     ordinary ``open(path, "wb")`` would give (``0o666`` less the umask).
     """
     path = os.fspath(path)
@@ -53,8 +55,6 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
@@ -63,7 +63,13 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` (bytes-like) to ``path`` atomically (see :func:`atomic_open`)."""
+def atomic_write(path: str | os.PathLike, data) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`).
+
+    ``data`` is bytes-like (bytes, a memoryview, a contiguous NumPy array) or
+    a list or tuple of such pieces, written in order without joining them.
+    """
+    pieces = data if isinstance(data, (list, tuple)) else (data,)
     with atomic_open(path) as fh:
-        fh.write(data)
+        for piece in pieces:
+            fh.write(piece)

@@ -286,10 +286,14 @@ def int_image(float_image, scale: float, adc_offset: float = 40.0, roi_mask=None
     where ``roi_mask`` (bool, same shape) is False are 0; NaN pixels give 0 (the
     reference's result is undefined there).
     """
-    v = np.asarray(float_image, dtype=np.float32).astype(np.float64)
-    t = np.clip(v * float(scale) + float(adc_offset), 0.0, 65535.0)
-    counts = np.floor((t + 0.5).astype(np.float32))
-    counts = np.where(np.isnan(counts), 0.0, counts)
+    t = np.asarray(float_image, dtype=np.float32).astype(np.float64)
+    t *= float(scale)
+    t += float(adc_offset)
+    np.clip(t, 0.0, 65535.0, out=t)
+    t += 0.5
+    counts = np.floor(t.astype(np.float32))
+    bad = np.isnan(counts)
     if roi_mask is not None:
-        counts = np.where(np.asarray(roi_mask, dtype=bool), counts, 0.0)
+        bad |= ~np.asarray(roi_mask, dtype=bool)
+    counts[bad] = 0.0
     return counts.astype(np.uint16)
