@@ -101,7 +101,7 @@ def test_flat_projections_equal_explicit_positions(name):
 
 
 def _miller_exact(setup, f_idx, s_idx):
-    """a . (pos / R - i) / lambda in long double from long-double positions: (Q, K, P, T, S) x 3."""
+    """a . (pos / R - i) / lambda in long double from long-double positions: (Q, K, T, S, P) x 3."""
     dg = setup.detector
     T, os_ = setup.thick.count, setup.oversample
     sub = LD(float(dg.pixel_size_m)) / os_
@@ -119,7 +119,7 @@ def _miller_exact(setup, f_idx, s_idx):
     inc, lam = v(setup.sources.incident), v(setup.sources.wavelength_m)
     scat = (d[None, ...] - inc[:, None, None, None, :]) / lam[:, None, None, None, None]   # (K, P, T, S, 3)
     A = v(setup.orientations_m)                                                          # (Q, 3, 3)
-    return tuple(np.einsum("qc,kptsc->qkpts", A[:, i, :], scat) for i in range(3))
+    return tuple(np.einsum("qc,kptsc->qktsp", A[:, i, :], scat) for i in range(3))
 
 
 @pytest.mark.parametrize("name", ["default", "twotheta", "divergence", "rotated_layers"])

@@ -325,12 +325,15 @@ def _terms_hkl(setup: Setup, hkl3):
 class _FlatPaths:
     """The sub-pixel paths of a tile on a flat detector, as projections (see :class:`FlatFrame`).
 
-    ``dot(V)`` is V . pos for every path of the tile, (M, P, T, S), for M
-    vectors V (M, 3); ``norm2()`` is |pos|^2.  Each is one broadcast addition
-    of a per-row part and a per-column part (the layer part folded into the
-    latter): one operation per path.  ``dot_at`` / ``norm2_at`` give the same
-    for the first sub-pixel of one layer, (M, P).  Everything is in the
-    geometry dtype (float64 where the backend has it).
+    ``dot(V)`` is V . pos for every path of the tile, (M, T, S, P), for M
+    vectors V (M, 3); ``norm2()`` is |pos|^2 and ``perp2(I)`` |pos x i|^2.
+    Each is one broadcast addition of a per-row part and a per-column part
+    (the layer part folded into the latter): one operation per path.  Pixels
+    are the innermost axis (P = rows x columns of the tile, row order), so
+    every operation runs over long contiguous loops whatever the
+    oversampling.  ``dot_at`` / ``norm2_at`` give the same for the first
+    sub-pixel of one layer, (M, P).  Everything is in the geometry dtype
+    (float64 where the backend has it).
     """
 
     def __init__(self, setup: Setup, f_idx, s_idx):
@@ -341,8 +344,9 @@ class _FlatPaths:
         os_ = setup.oversample
         sub = fl.pixel_m / os_
         j = g.arange(os_)
-        self.ys = fl.y0 + (sub * (s_idx[:, None] * os_ + j[None, :]) + sub / 2.0)   # (R, os)
-        self.xs = fl.x0 + (sub * (f_idx[:, None] * os_ + j[None, :]) + sub / 2.0)   # (C, os)
+        # sub-pixel coordinates, sub-pixel index first: (os, R) and (os, C)
+        self.ys = fl.y0 + (sub * (s_idx[None, :] * os_ + j[:, None]) + sub / 2.0)
+        self.xs = fl.x0 + (sub * (f_idx[None, :] * os_ + j[:, None]) + sub / 2.0)
         T = setup.thick.count
         self.zs = fl.z0 + g.arange(T) * fl.layer_step_m if T > 1 else xp.reshape(fl.z0, (1,))
         self.frame = fl
@@ -353,20 +357,34 @@ class _FlatPaths:
         fl = self.frame
         return xp.sum(V * fl.sdet, axis=-1), xp.sum(V * fl.fdet, axis=-1), xp.sum(V * fl.odet, axis=-1)
 
-    def _full(self, a, b, c):
-        """a (M, R, os) + b (M, C, os) + c (M, T) over (M, P, T, S)."""
+    def _rows(self, a):
+        """(M, os, R) -> broadcastable (M, 1, os, 1, R, 1)."""
+        R, C, T, os_ = self.shape
+        return self.g.xp.reshape(a, (a.shape[0], 1, os_, 1, R, 1))
+
+    def _cols(self, b, c):
+        """(M, os, C) and (M, T) -> (M, T, 1, os, 1, C)."""
         xp = self.g.xp
         R, C, T, os_ = self.shape
-        M = a.shape[0]
-        bc = xp.reshape(b, (M, 1, C, 1, 1, os_)) + xp.reshape(c, (M, 1, 1, T, 1, 1))
-        return xp.reshape(xp.reshape(a, (M, R, 1, 1, os_, 1)) + bc, (M, R * C, T, os_ * os_))
+        M = b.shape[0]
+        return xp.reshape(b, (M, 1, 1, os_, 1, C)) + xp.reshape(c, (M, T, 1, 1, 1, 1))
+
+    def _out(self, x):
+        R, C, T, os_ = self.shape
+        xp = self.g.xp
+        x = xp.broadcast_to(x, (x.shape[0], T, os_, os_, R, C))
+        return xp.reshape(x, (x.shape[0], T, os_ * os_, R * C))
+
+    def _full(self, a, b, c):
+        """a (M, os, R) + b (M, os, C) + c (M, T) over (M, T, S, P)."""
+        return self._out(self._rows(a) + self._cols(b, c))
 
     def _first(self, a, b, c, t: int):
         xp = self.g.xp
         R, C, T, os_ = self.shape
         M = a.shape[0]
-        A = xp.reshape(a[:, :, 0], (M, R, 1))
-        B = xp.reshape(b[:, :, 0] + c[:, t:t + 1], (M, 1, C))
+        A = xp.reshape(a[:, 0, :], (M, R, 1))
+        B = xp.reshape(b[:, 0, :] + c[:, t:t + 1], (M, 1, C))
         return xp.reshape(A + B, (M, R * C))
 
     def _parts(self, V):
@@ -389,38 +407,28 @@ class _FlatPaths:
         return self._first(*self._squares(), t)[0, :]
 
     def perp2(self, I):
-        """|pos x i|^2 for unit vectors I (K, 3): (K, P, T, S), free of cancellation near i.
+        """|pos x i|^2 for unit vectors I (K, 3): (K, T, S, P), free of cancellation near i.
 
         In frame coordinates pos = (y, x, z) and i = (i_s, i_f, i_o), the cross
         product has components (x i_o - z i_f, z i_s - y i_o, y i_f - x i_s).
-        When i has no slow component (known on the host) its square is the
-        separable y^2 (i_o^2 + i_f^2) + (x i_o - z i_f)^2 + i_s^2 (...) = 0 part;
+        When i has no slow component (known on the host) its square is
+        y^2 (i_o^2 + i_f^2) + (x i_o - z i_f)^2, a row part plus a column part;
         otherwise each component is formed (one addition) and squared.
         """
         xp = self.g.xp
         cs, cf, co = self._coeffs(I)
         K = I.shape[0]
         R, C, T, os_ = self.shape
-        X = xp.reshape(self.xs, (1, 1, C, 1, 1, os_))
-        Z = xp.reshape(self.zs, (1, 1, 1, T, 1, 1))
         k = lambda v: xp.reshape(v, (K, 1, 1, 1, 1, 1))  # noqa: E731
-        if _host_zero(cs):
-            rows = (self.ys * self.ys)[None, ...] * xp.reshape(co * co + cf * cf, (K, 1, 1))
-            col = X * k(co) - Z * k(cf)
-            return self._combine(rows, col * col)
-        Y = xp.reshape(self.ys, (1, R, 1, 1, os_, 1))
+        X = xp.reshape(self.xs, (1, 1, 1, os_, 1, C))
+        Z = xp.reshape(self.zs, (1, T, 1, 1, 1, 1))
+        Y = xp.reshape(self.ys, (1, 1, os_, 1, R, 1))
         c1 = X * k(co) - Z * k(cf)                                  # no row part
-        c2 = (Z * k(cs)) - Y * k(co)
+        if _host_zero(cs):
+            return self._out((Y * Y) * k(co * co + cf * cf) + c1 * c1)
+        c2 = Z * k(cs) - Y * k(co)
         c3 = Y * k(cf) - X * k(cs)
-        out = c1 * c1 + c2 * c2 + c3 * c3
-        return xp.reshape(xp.broadcast_to(out, (K, R, C, T, os_, os_)), (K, R * C, T, os_ * os_))
-
-    def _combine(self, a, bc):
-        """a (M, R, os) + bc (M, 1, C, T, 1, os) over (M, P, T, S)."""
-        xp = self.g.xp
-        R, C, T, os_ = self.shape
-        M = a.shape[0]
-        return xp.reshape(xp.reshape(a, (M, R, 1, 1, os_, 1)) + bc, (M, R * C, T, os_ * os_))
+        return self._out(c1 * c1 + c2 * c2 + c3 * c3)
 
 
 class _ExplicitPaths:
@@ -429,7 +437,8 @@ class _ExplicitPaths:
 
     def __init__(self, setup: Setup, f_idx, s_idx):
         self.g = g = setup.gctx
-        self.pos = tuple(g.asarray(c) for c in sub_pixel_positions(setup, f_idx, s_idx))  # x, y, z (P, T, S)
+        pos = sub_pixel_positions(setup, f_idx, s_idx)                     # x, y, z (P, T, S)
+        self.pos = tuple(g.xp.permute_dims(g.asarray(c), (1, 2, 0)) for c in pos)   # (T, S, P)
 
     def _proj(self, V, pos):
         xp = self.g.xp
@@ -440,14 +449,14 @@ class _ExplicitPaths:
         return self._proj(V, self.pos)
 
     def dot_at(self, V, t: int):
-        return self._proj(V, tuple(c[:, t, 0] for c in self.pos))
+        return self._proj(V, tuple(c[t, 0, :] for c in self.pos))
 
     def norm2(self):
         x, y, z = self.pos
         return x * x + y * y + z * z
 
     def norm2_at(self, t: int):
-        x, y, z = (c[:, t, 0] for c in self.pos)
+        x, y, z = (c[t, 0, :] for c in self.pos)
         return x * x + y * y + z * z
 
     def perp2(self, I):
@@ -492,7 +501,7 @@ class _MillerTile:
     tests/test_kernel_pieces.py).  A float32 image rounds h to float32,
     whose ulp is ~1e8 times that loss: there the shorter difference form
     (still evaluated in float64) is used.  Calling the object with (q0, q1)
-    gives h, k, l, each (Qb, K, P, T, S).
+    gives h, k, l, each (Qb, K, T, S, P).
     """
 
     def __init__(self, setup: Setup, paths, r, inv_r, stable: bool):
@@ -505,7 +514,7 @@ class _MillerTile:
         lam = g.asarray(setup.sources.wavelength_m)
         self.gap = None
         if stable:
-            p_par = paths.dot(inc)                                               # (K, P, T, S)
+            p_par = paths.dot(inc)                                               # (K, T, S, P)
             rho2 = paths.perp2(inc)
             if _host_all_positive(p_par):
                 gap = rho2 / (r[None, ...] + p_par)
@@ -559,8 +568,8 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
         d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx, all_factors=True)
         return _render_running(setup, d, omega, cap, P, T, S, K)
     fr = setup.frame
-    paths = _tile_paths(setup, f_idx, s_idx)
-    r = gx.sqrt(paths.norm2())                                # (P, T, S)
+    paths = _tile_paths(setup, f_idx, s_idx)                  # arrays (..., T, S, P): pixels innermost
+    r = gx.sqrt(paths.norm2())                                # (T, S, P)
     inv_r = 1.0 / r
     one_path = T * S == 1
     inv_r0 = gx.reshape(inv_r, (P,)) if one_path else 1.0 / gx.sqrt(paths.norm2_at(0))
@@ -584,7 +593,7 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     if setup.dmin_m > 0:   # the reference's test on the explicit scattering vector
         dc = paths.dot(g.asarray(np.eye(3))) * inv_r[None, ...]
         d = (dc[0, ...], dc[1, ...], dc[2, ...])
-        scat = tuple((c - col(inc_g[:, i])) / col(lam_g) for i, c in enumerate(d))     # (K, P, T, S)
+        scat = tuple((c - col(inc_g[:, i])) / col(lam_g) for i, c in enumerate(d))     # (K, T, S, P)
         stol2 = 0.25 * (scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
         valid = ~(4.0 * setup.dmin_m ** 2 * stol2 > 1.0)  # dmin > 1 / (2 stol), stol > 0
     if setup.polarization_correction:
@@ -592,8 +601,9 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
         if valid is not None:   # the first path dmin keeps: every path's value is needed
             xyz = lambda v: tuple(col(v[:, i]) for i in range(3))  # noqa: E731
             polar = _polarization(setup, tuple(c[None, ...] for c in d), xyz(inc_g),
-                                  (xyz(be[:, 0, :]), xyz(be[:, 1, :])), xp=gx)   # (K, P, T, S)
-            polar = _first_kept(gx, _sources_last(gx, polar), _sources_last(gx, valid), P)
+                                  (xyz(be[:, 0, :]), xyz(be[:, 1, :])), xp=gx)   # (K, T, S, P)
+            path_order = lambda x: gx.permute_dims(x, (3, 1, 2, 0))  # noqa: E731  (P, T, S, K)
+            polar = _first_kept(gx, path_order(polar), path_order(valid), P)
         else:                   # only the first path's
             unpolarised = _unpolarised(setup.kahn)
             V = inc_g[0:1, :] if unpolarised else gx.stack((inc_g[0, :], be[0, 1, :], be[0, 0, :]))
@@ -610,15 +620,14 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     Q = int(setup.orientations_m.shape[0])
     total = None
     for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
-        hkl = tuple(ctx.asarray(x) for x in miller(q0, q0 + q_block))
-        # hkl: (Qb, K, P, T, S) each
+        hkl = tuple(ctx.asarray(x) for x in miller(q0, q0 + q_block))     # (Qb, K, T, S, P) each
         terms, _ = _terms_hkl(setup, hkl)
         part = terms[0, ...] if terms.shape[0] == 1 else xp.sum(terms, axis=0)
-        total = part if total is None else total + part                  # (K, P, T, S)
+        total = part if total is None else total + part                  # (K, T, S, P)
     if valid is not None:
         total = xp.where(ctx.asarray(valid, dtype=xp.bool), total, xp.zeros_like(total))
-    total = total[0, ...] if K == 1 else xp.sum(total, axis=0)          # (P, T, S)
-    I = xp.reshape(total, (P,)) if one_path else xp.sum(xp.reshape(total, (P, T * S)), axis=1)
+    total = total[0, ...] if K == 1 else xp.sum(total, axis=0)          # (T, S, P)
+    I = xp.reshape(total, (P,)) if one_path else xp.sum(xp.reshape(total, (T * S, P)), axis=0)
     if setup.water_on:
         I = setup.I_bg_w + I
     return (setup.scale_w * ctx.asarray(factor)) * I
