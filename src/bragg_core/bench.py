@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -161,13 +162,20 @@ def run_measured(cmd: list[str], cwd: str, env: dict, timeout: float) -> dict:
     finally:
         out.close()
         err.close()
+    with open(os.path.join(cwd, "stderr.txt"), "rb") as fh:
+        err_text = fh.read().decode("utf-8", "replace")
     if p.returncode != 0:
-        with open(os.path.join(cwd, "stderr.txt"), "rb") as fh:
-            tail = fh.read()[-800:].decode("utf-8", "replace")
-        raise RuntimeError(f"exit status {p.returncode}: {tail.strip()}")
+        raise RuntimeError(f"exit status {p.returncode}: {err_text[-800:].strip()}")
     ru_max = ru.ru_maxrss * 1024
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": hwm if hwm else ru_max,
-            "peak_rss_source": "VmHWM" if hwm else "ru_maxrss", "ru_maxrss_bytes": ru_max}
+    main_peak = hwm if hwm else ru_max
+    # forked tile workers (bragg_core with BRAGG_CORE_MEMORY_REPORT=1) report the
+    # private memory they added; their CPU time is in ru (reaped descendants)
+    m = re.search(r"workers_private_bytes=(\d+)", err_text)
+    workers = int(m.group(1)) if m else 0
+    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": main_peak + workers,
+            "main_process_peak_rss_bytes": main_peak, "workers_private_bytes": workers,
+            "peak_rss_source": ("VmHWM" if hwm else "ru_maxrss") + (" + workers' private" if m else ""),
+            "ru_maxrss_bytes": ru_max}
 
 
 def _read_float_image(path: str, shape: tuple[int, int]) -> np.ndarray:
@@ -188,12 +196,19 @@ def accuracy(test: np.ndarray, ref: np.ndarray) -> dict:
 def _env(threads: int, backend: str | None = None, dtype: str | None = None) -> dict:
     env = dict(os.environ)
     t = str(threads)
-    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, BRAGG_CORE_THREADS=t)
+    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, BRAGG_CORE_THREADS=t,
+               BRAGG_CORE_MEMORY_REPORT="1")
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env
 
 
 # ----------------------------------------------------------------------------- worker
+
+
+def _cpu_with_children() -> float:
+    """CPU seconds of this process and of its reaped children (forked tile workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def worker(spec: dict) -> dict:
@@ -216,28 +231,33 @@ def worker(spec: dict) -> dict:
     rss_imported = vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     def once():
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0 = time.perf_counter(), _cpu_with_children()
         sim = simulate_args(spec["argv"], cwd=spec["cwd"], backend=backend, dtype=dtype)
         img = sim.image
         if hasattr(img, "block_until_ready"):
             img.block_until_ready()
-        return sim, time.perf_counter() - t0, time.process_time() - c0
+        return sim, time.perf_counter() - t0, _cpu_with_children() - c0
+
+    from bragg_core.engine import parallel
 
     sim, first, _ = once()
+    workers = parallel.last_workers_private_bytes
     times, cpus = [], []
     for _ in range(spec["rounds"]):
         del sim
         sim, t, c = once()
         times.append(t)
         cpus.append(c)
-    peak = vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        workers = max(workers, parallel.last_workers_private_bytes)
+    # forked tile workers: their private memory adds to this process's peak
+    peak = (vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) + workers
     s = sim.setup
     img = np.asarray(to_numpy(sim.image))
     if spec.get("save"):
         np.save(spec["save"], img)
     info = {
         "first_call_s": first, **_summary(times), "cpu_times_s": [round(c, 6) for c in cpus],
-        "peak_rss_bytes": peak, "rss_after_import_bytes": rss_imported,
+        "peak_rss_bytes": peak, "workers_private_bytes": workers, "rss_after_import_bytes": rss_imported,
         "steps": s.steps, "layers": int(s.thick.count), "sources": s.n_sources,
         "mosaic_domains": s.n_mosaic, "phi_steps": int(s.phi.count), "oversample": s.oversample,
         "image_dtype": str(img.dtype), "image_sum": float(np.sum(img, dtype=np.float64)),

@@ -155,6 +155,11 @@ def _run(cfg) -> int:
             print(f"writing {path}")
     except OSError as exc:
         return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}", 1)
+    if os.environ.get("BRAGG_CORE_MEMORY_REPORT") == "1":  # for the benchmark suite
+        from ..engine import parallel
+
+        print(f"bragg_core: memory: workers_private_bytes={parallel.last_workers_private_bytes}",
+              file=sys.stderr)
     return 0
 
 

@@ -31,6 +31,25 @@ MIN_FORK_PATHS = 1 << 20
 _TOKEN = np.dtype("<u4")
 
 
+# Memory the forked workers of the last run_forked call added to this process's
+# (the sum of their private resident bytes, read as each finished; their pages
+# shared with this process are counted here already).  For benchmarks.
+last_workers_private_bytes = 0
+
+
+def private_bytes(pid: int | str = "self") -> int:
+    """Private resident memory (Private_Clean + Private_Dirty) of a process, in bytes; 0 if unknown."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                    total += int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return total
+
+
 def fork_available() -> bool:
     """Whether worker processes may be forked from this process now."""
     if os.environ.get("BRAGG_CORE_FORK", "1") == "0":
@@ -72,10 +91,14 @@ def run_forked(work: Callable[[int], int], n_items: int, workers: int,
     Items a worker did not finish (it crashed or was killed) are run again
     here, so an error is raised in this process with its own traceback.
     """
-    # per item: done flag; per worker: pixels finished (each slot written by one process)
-    state = shared_empty((n_items + workers,), np.int64)
+    global last_workers_private_bytes
+    last_workers_private_bytes = 0
+    # per item: done flag; per worker: pixels finished and private memory at exit
+    # (each slot written by one process)
+    state = shared_empty((n_items + 2 * workers,), np.int64)
     state[:] = 0
-    done, finished = state[:n_items], state[n_items:]
+    done, finished = state[:n_items], state[n_items:n_items + workers]
+    private = state[n_items + workers:]
     chunk = max(1, -(-n_items // 16000))  # tokens stand for runs of items; the pipe holds 64 KiB
     tokens = np.arange(0, n_items, chunk, dtype=_TOKEN)
     r, w = os.pipe()
@@ -106,6 +129,7 @@ def run_forked(work: Callable[[int], int], n_items: int, workers: int,
                 try:
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
                     loop(slot)
+                    private[slot] = private_bytes()
                     code = 0
                 finally:
                     os._exit(code)
@@ -126,6 +150,7 @@ def run_forked(work: Callable[[int], int], n_items: int, workers: int,
         for pid in pids:
             os.waitpid(pid, 0)
         pids = []
+        last_workers_private_bytes = int(private.sum())
         if progress is not None:
             total = int(finished.sum())
             if total > reported:

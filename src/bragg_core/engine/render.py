@@ -15,6 +15,7 @@ from .._backend import is_scalar, to_numpy
 from ..physics.structure_factors import FGrid
 from ..units import R_E_SQR_M2
 from .kernel import DEFAULT_MEMORY_BUDGET, plan_tiles, render_tile, tile_frame
+from . import parallel
 from .parallel import MIN_FORK_PATHS, fork_available, run_forked, shared_empty
 from .setup import Setup
 
@@ -157,6 +158,7 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None, 
         return out
 
     workers = _threads(ctx, len(rects))  # the tile loop
+    parallel.last_workers_private_bytes = 0
     forked = False
     if ctx.name == "numpy":
         # fill one preallocated block instead of concatenating: peak memory is one image
