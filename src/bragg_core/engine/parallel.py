@@ -82,6 +82,13 @@ def shared_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.frombuffer(buf, dtype=dt, count=int(np.prod(shape))).reshape(shape)
 
 
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # already reaped (SIGCHLD ignored by the application)
+        pass
+
+
 def run_forked(work: Callable[[int], int], n_items: int, workers: int,
                progress: Callable[[int], None] | None = None) -> None:
     """Call ``work(i)`` for i in range(n_items) across ``workers`` processes (this one included).
@@ -148,7 +155,7 @@ def run_forked(work: Callable[[int], int], n_items: int, workers: int,
                     progress(total - reported)
                     reported = total
         for pid in pids:
-            os.waitpid(pid, 0)
+            _reap(pid)
         pids = []
         last_workers_private_bytes = int(private.sum())
         if progress is not None:
@@ -160,9 +167,9 @@ def run_forked(work: Callable[[int], int], n_items: int, workers: int,
         for pid in pids:  # interrupted: stop and reap the workers
             try:
                 os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
             except OSError:
                 pass
+            _reap(pid)
     missing = np.flatnonzero(done == 0)
     for i in missing:  # a worker died: redo its tiles here (raises the worker's error, if it recurs)
         px = work(int(i))
