@@ -164,3 +164,25 @@ def test_started_jax_runtime_blocks_forking():
     assert not parallel.fork_available()
     print("OK")
     """)
+
+
+def test_fork_refused_by_the_system_renders_here():
+    _in_fresh_process("""
+    import os
+    import numpy as np
+    from bragg_core.engine import parallel
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    os.fork = no_fork
+    out = parallel.shared_empty((9,), np.int64)
+
+    def work(i):
+        out[i] = 2 * i
+        return 1
+
+    parallel.run_forked(work, 9, 2)
+    assert np.array_equal(out, 2 * np.arange(9)), out
+    print("OK")
+    """)

@@ -130,7 +130,10 @@ def run_forked(work: Callable[[int], int], n_items: int, workers: int,
     pids: list[int] = []
     try:
         for slot in range(1, workers):
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # no more processes allowed (limits, memory): work with those there are
+                break
             if pid == 0:  # worker: never returns into the caller's code
                 code = 1
                 try:
