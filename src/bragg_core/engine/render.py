@@ -148,12 +148,16 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None, 
 
     kernel = _compiled_kernel(setup, plan.orientations_per_block)
 
-    def tile(rect):
+    def compute(rect):
         r0, r1, c0, c1 = rect
         s_idx = g.arange(r1 - r0) + float(y0 + r0)
         f_idx = g.arange(c1 - c0) + float(x0 + c0)
-        out = xp.reshape(kernel(f_idx, s_idx), (r1 - r0, c1 - c0))
+        return xp.reshape(kernel(f_idx, s_idx), (r1 - r0, c1 - c0))
+
+    def tile(rect):
+        out = compute(rect)
         if progress is not None:
+            r0, r1, c0, c1 = rect
             progress((r1 - r0) * (c1 - c0))
         return out
 
@@ -168,9 +172,7 @@ def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None, 
 
         def fill(rect):
             r0, r1, c0, c1 = rect
-            s_idx = g.arange(r1 - r0) + float(y0 + r0)
-            f_idx = g.arange(c1 - c0) + float(x0 + c0)
-            block[r0:r1, c0:c1] = xp.reshape(kernel(f_idx, s_idx), (r1 - r0, c1 - c0))
+            block[r0:r1, c0:c1] = compute(rect)
             return (r1 - r0) * (c1 - c0)
 
         def tile(rect):  # noqa: F811
