@@ -193,14 +193,14 @@ def sub_pixel_positions(setup: Setup, f_idx, s_idx):
     return pos
 
 
-def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
-    """Diffracted directions and per-sub-pixel factors of a tile, in the geometry dtype.
+def _sub_pixel_geometry(setup: Setup, f_idx, s_idx):
+    """Diffracted directions and per-path factors of a tile from explicit positions.
 
+    Used by the running-sum path (``-oversample_*`` flags) and the trace.
     Vectors are separate x, y, z arrays of shape (P, T, S) (structure of
-    arrays).  Solid angle and capture fraction are returned for every path
-    when ``all_factors``, otherwise only for the path the final scale uses
-    (first sub-pixel; last layer), as (P,).  Returns ``(dx, dy, dz), omega,
-    capture`` (capture None without a sensor thickness).
+    arrays); solid angle and capture fraction are given for every path.
+    Returns ``(dx, dy, dz), omega, capture`` (capture None without a sensor
+    thickness).
     """
     fr = setup.frame
     g = fr.ctx
@@ -210,16 +210,11 @@ def _sub_pixel_geometry(setup: Setup, f_idx, s_idx, all_factors: bool):
     pos = sub_pixel_positions(setup, f_idx, s_idx)
     R = xp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
     d = tuple(c / R for c in pos)
-    R_sel = R if all_factors else R[:, 0, 0]
-    omega = solid_angle(xp, R_sel, fr.pixel_m, fr.close_m, setup.point_pixel)
+    omega = solid_angle(xp, R, fr.pixel_m, fr.close_m, setup.point_pixel)
     cap = None
     if setup.thick.range > 0 or setup.oversample_thick:
-        if all_factors:
-            t = xp.reshape(g.arange(T), (1, T, 1))
-            parallax = d[0] * o[0] + d[1] * o[1] + d[2] * o[2]
-        else:
-            t = float(T - 1)
-            parallax = d[0][:, T - 1, 0] * o[0] + d[1][:, T - 1, 0] * o[1] + d[2][:, T - 1, 0] * o[2]
+        t = xp.reshape(g.arange(T), (1, T, 1))
+        parallax = d[0] * o[0] + d[1] * o[1] + d[2] * o[2]
         cap = capture_fraction(xp, t, fr.layer_step_m, fr.mu_per_m, parallax)
     return d, omega, cap
 
@@ -565,7 +560,7 @@ def render_tile(setup: Setup, f_idx, s_idx, q_block: int):
     P = s_idx.shape[0] * f_idx.shape[0]
     T, S, K = setup.thick.count, setup.oversample ** 2, setup.n_sources
     if setup.oversample_omega or setup.oversample_polar or setup.oversample_thick:
-        d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx, all_factors=True)
+        d, omega, cap = _sub_pixel_geometry(setup, f_idx, s_idx)
         return _render_running(setup, d, omega, cap, P, T, S, K)
     fr = setup.frame
     paths = _tile_paths(setup, f_idx, s_idx)                  # arrays (..., T, S, P): pixels innermost

@@ -69,7 +69,7 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
     # the kernel, evaluated in the geometry dtype
     s64 = replace(setup, ctx=g)
     _working_arrays(s64)
-    d_xyz, omega, cap = _sub_pixel_geometry(s64, f_idx, s_idx, all_factors=True)  # (1, T, S) each
+    d_xyz, omega, cap = _sub_pixel_geometry(s64, f_idx, s_idx)  # (1, T, S) each
     d = xp.stack([c[0, ...] for c in d_xyz], axis=-1)                          # (T, S, 3)
     omega = omega[0, ...]
     if cap is None:  # no sensor thickness: 1, or 0 where it is recomputed per path (as the kernel)
