@@ -59,6 +59,9 @@ _SPEC: dict[str, tuple[int, str]] = {
     "-stol": (1, "s"), "-4stol": (1, "s"), "-Q": (1, "s"), "-stolout": (1, "s"),
     "-density": (1, "f"), "-MW": (1, "f"),
 }
+from .sf_files import SPEC as _SF_SPEC  # noqa: E402  (-mtz, -mtz_column, -sfcif, -model, -bulk_solvent)
+
+_SPEC.update(_SF_SPEC)
 ALIASES = {
     "-wave": "-lambda", "-floatimage": "-floatfile", "-intimage": "-intfile", "-noiseimage": "-noisefile",
     "-pgmimage": "-pgmfile", "-mosaic_spread": "-mosaic", "-mosaicity": "-mosaic",
@@ -357,12 +360,26 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
 
         m = _read("-mat", read_mosflm_matrix, _path(cwd, v("-mat")))
         recip = reciprocal_vectors_from_mosflm(m, lam)
+    default_F = v("-default_F", 0.0)
+    sf_file = None
+    if any(opts.has(f) for f in ("-mtz", "-sfcif", "-model")):
+        from .sf_files import load_structure_factors
+
+        try:
+            det_for_sf = Detector(**det_kwargs)
+        except ExperimentError as exc:
+            raise UsageError(str(exc)) from exc
+        sf_file = load_structure_factors(opts, cwd, lam, det_for_sf, beam, default_F, UsageError)
+        warnings.append(sf_file.note)
+        if cell is None and recip is None and sf_file.cell is not None:
+            cell = sf_file.cell  # the file's cell when none is given
     if cell is None and recip is None:
         raise UsageError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
-    default_F = v("-default_F", 0.0)
     grid = None
     fdump_src = None
-    if opts.has("-hkl"):
+    if sf_file is not None:
+        grid = sf_file.grid
+    elif opts.has("-hkl"):
         grid = _read("-hkl", read_hkl, _path(cwd, v("-hkl")), default_F)
         fdump_src = grid
     else:

@@ -8,6 +8,8 @@ Simulates the absolute-scale diffraction image of a nanocrystal (nanoBragg flags
 crystal:
   -cell a b c al be ga   unit cell (Angstrom, degrees)       -mat FILE    MOSFLM orientation matrix
   -hkl FILE              h k l F text file                   -default_F F amplitude of unlisted reflections
+  -mtz FILE [-mtz_column LABEL[,LABEL]]  -sfcif FILE          measured |F| (or sqrt I), expanded to P1
+  -model FILE.pdb|.cif   F-calc from atoms (to -dmin, else the detector's corners)  -bulk_solvent k_sol B_sol
   -misset x y z|random   crystal rotation about x, y, z (deg) -misset_seed N
   -N n, -Na -Nb -Nc      unit cells along each axis          -xtalsize mm (also -xtal_thick/_width/_height)
   -square_xtal | -round_xtal | -gauss_xtal | -tophat_spots    shape transform; -fudge f
