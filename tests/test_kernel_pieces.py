@@ -18,8 +18,10 @@ import pytest
 
 from bragg_core._backend import get_context
 from bragg_core.cli.args import build_config, parse_args
-from bragg_core.engine.kernel import _ExplicitPaths, _FlatPaths, _MillerTile
-from bragg_core.engine.render import _working_arrays
+from bragg_core import numerics
+from bragg_core.engine.inputs import kernel_inputs
+from bragg_core.engine.miller import MillerTile
+from bragg_core.engine.paths import ExplicitPaths, FlatPaths
 from bragg_core.engine.setup import build_setup
 from bragg_core.physics import lattice
 
@@ -31,26 +33,27 @@ pytestmark = pytest.mark.skipif(np.finfo(LD).eps > 1e-18, reason="needs an exten
 def test_cos_pi_polynomial_is_correctly_rounded_to_a_few_ulp():
     d = np.linspace(-0.5, 0.5, 400_001)
     exact = np.cos(PI_LD * d.astype(LD))
-    err = np.abs(lattice.cos_pi_reduced(np, d).astype(LD) - exact)
+    err = np.abs(numerics.cos_pi_reduced(np, d).astype(LD) - exact)
     assert float(err.max()) <= 3.5e-16
 
 
 @pytest.mark.parametrize("n", [0, 2, 4, 6, 8, 10, 12])
 def test_u_even_from_c_squared_equals_the_recurrence(n):
     c = np.linspace(-1.0, 1.0, 20_001)
-    assert np.max(np.abs(lattice.chebyshev_u_even(np, c * c, n) - lattice.chebyshev_u(np, c, n))) <= 5e-14 * (n + 1)
+    assert np.max(np.abs(numerics.chebyshev_u_even(np, c * c, n) - numerics.chebyshev_u(np, c, n))) <= 5e-14 * (n + 1)
 
 
 @pytest.mark.parametrize("n", [3, 5, 7, 9, 11])
-@pytest.mark.parametrize("direct", [False, True])
-def test_grating_odd_against_the_ratio_of_sines(n, direct):
+@pytest.mark.parametrize("form", ["direct", "polynomial", "cosine"])
+def test_grating_odd_against_the_ratio_of_sines(n, form):
     rng = np.random.default_rng(n)
     h = np.concatenate([rng.uniform(-30, 30, 50_000), np.arange(-30.0, 31.0)])
     hl = h.astype(LD)
     with np.errstate(invalid="ignore", divide="ignore"):
         exact = np.sin(n * PI_LD * hl) / np.sin(PI_LD * hl)
     exact = np.where(h == np.round(h), LD(n), exact)        # the limit at integers (odd n: always +n)
-    got = lattice.grating_odd(np, h, n, direct=direct)
+    cos_pi = numerics.cos_pi_reduced if form == "polynomial" else numerics.cos_pi_plain
+    got = lattice.grating_odd(np, h, n, direct=form == "direct", cos_pi=cos_pi)
     assert float(np.max(np.abs(got.astype(LD) - exact))) <= 1e-12 * n
     got32 = lattice.grating_odd(np, h.astype(np.float32), n)
     assert got32.dtype == np.float32
@@ -71,25 +74,24 @@ BASE = "-cell 100 102 98 90 91 89 -misset 5 3 2 -default_F 10 -lambda 1 -N 5 -di
 def _setup(extra: str, backend="numpy", dtype="float64"):
     cfg = build_config(parse_args((BASE + " " + extra).split()), ".")
     ctx = get_context(backend=backend, dtype=dtype)
-    setup = build_setup(cfg.experiment, ctx)
-    _working_arrays(setup)
-    return setup
+    return kernel_inputs(build_setup(cfg.experiment, ctx))
 
 
-def _tile(setup):
-    g = setup.gctx
+def _tile(k):
+    g = k.gctx
     return g.arange(9) + 20.0, g.arange(5) + 30.0   # fast 20..28, slow 30..34
 
 
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_flat_projections_equal_explicit_positions(name):
-    setup = _setup(GEOMETRIES[name])
-    assert setup.frame.flat is not None
-    f_idx, s_idx = _tile(setup)
-    flat, expl = _FlatPaths(setup, f_idx, s_idx), _ExplicitPaths(setup, f_idx, s_idx)
+    k = _setup(GEOMETRIES[name])
+    setup = k.setup
+    assert k.frame.flat is not None
+    f_idx, s_idx = _tile(k)
+    flat, expl = FlatPaths(k, f_idx, s_idx), ExplicitPaths(k, f_idx, s_idx)
     rng = np.random.default_rng(1)
     V = rng.normal(size=(4, 3))
-    I = np.concatenate([setup.frame.incident_g, np.array([[0.6, 0.0, 0.8]])])
+    I = np.concatenate([k.frame.incident_g, np.array([[0.6, 0.0, 0.8]])])
     T = setup.thick.count
     scale = float(np.max(flat.norm2()))
     pairs = [(flat.dot(V), expl.dot(V)), (flat.norm2(), expl.norm2()), (flat.perp2(I), expl.perp2(I)),
@@ -124,14 +126,15 @@ def _miller_exact(setup, f_idx, s_idx):
 
 @pytest.mark.parametrize("name", ["default", "twotheta", "divergence", "rotated_layers"])
 def test_stable_miller_indices_against_extended_precision(name):
-    setup = _setup(GEOMETRIES[name])
-    f_idx, s_idx = _tile(setup)
-    paths = _FlatPaths(setup, f_idx, s_idx)
+    k = _setup(GEOMETRIES[name])
+    setup = k.setup
+    f_idx, s_idx = _tile(k)
+    paths = FlatPaths(k, f_idx, s_idx)
     r = np.sqrt(paths.norm2())
     exact = _miller_exact(setup, f_idx, s_idx)
     errs = {}
     for stable in (True, False):
-        hkl = _MillerTile(setup, paths, r, 1.0 / r, stable=stable)(0, 1000)
+        hkl = MillerTile(k, paths, r, 1.0 / r, stable=stable)(0, 1000)
         errs[stable] = [float(np.max(np.abs(got.astype(LD) - ref))) for got, ref in zip(hkl, exact)]
         assert all(got.shape == ref.shape for got, ref in zip(hkl, exact))
     a_over_lam = float(np.max(np.linalg.norm(setup.orientations_m, axis=-1))) / float(np.min(setup.sources.wavelength_m))
@@ -143,11 +146,12 @@ def test_stable_miller_indices_against_extended_precision(name):
 
 
 def test_float32_miller_form_is_float64_accurate():
-    setup = _setup(GEOMETRIES["twotheta"])
-    f_idx, s_idx = _tile(setup)
-    paths = _FlatPaths(setup, f_idx, s_idx)
+    k = _setup(GEOMETRIES["twotheta"])
+    setup = k.setup
+    f_idx, s_idx = _tile(k)
+    paths = FlatPaths(k, f_idx, s_idx)
     r = np.sqrt(paths.norm2())
-    hkl = _MillerTile(setup, paths, r, 1.0 / r, stable=False)(0, 1000)
+    hkl = MillerTile(k, paths, r, 1.0 / r, stable=False)(0, 1000)
     for got, ref in zip(hkl, _miller_exact(setup, f_idx, s_idx)):
         assert got.dtype == np.float64
         # far below a float32 ulp of h (~1e-6 at |h| ~ 10)

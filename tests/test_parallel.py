@@ -38,14 +38,14 @@ def _in_fresh_process(code: str) -> None:
 _RENDER = f"""
     import os
     import numpy as np
-    from bragg_core.engine import parallel, render
-    from bragg_core.simulate import simulate_args
+    from bragg_core.engine import parallel
+    from bragg_core import simulate_args
 
     ARGS = {ARGS!r}
-    render.MIN_FORK_PATHS = 0
+    parallel.MIN_FORK_PATHS = 0
     used = []
     real = parallel.run_forked
-    render.run_forked = lambda *a, **k: (used.append(a[1]), real(*a, **k))
+    parallel.run_forked = lambda *a, **k: (used.append(a[1]), real(*a, **k))
 
     def image(threads, fork, dtype, progress=None):
         os.environ["BRAGG_CORE_THREADS"] = threads

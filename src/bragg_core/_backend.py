@@ -32,11 +32,15 @@ __all__ = [
     "resolve_backend",
     "to_numpy",
     "is_scalar",
+    "is_host_array",
     "is_lazy",
     "backend_name",
     "host_scalar",
     "host_only",
     "carries_gradient",
+    "Capabilities",
+    "geometry_context",
+    "enable_float64",
 ]
 
 BACKEND_NAMES = ("numpy", "torch", "cupy", "jax", "dask", "array_api_strict")
@@ -59,6 +63,11 @@ def is_scalar(x: Any) -> bool:
     if isinstance(x, np.generic):
         return True
     return False
+
+
+def is_host_array(x: Any) -> bool:
+    """True for a plain NumPy array: its values can be read for free and it never carries gradients."""
+    return isinstance(x, np.ndarray)
 
 
 def _is_array(x: Any) -> bool:
@@ -326,6 +335,54 @@ def working_dtype(xp, *values: Any, dtype: Any = None):
 
 
 # ----------------------------------------------------------------------------
+# What the engine may assume of a backend
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The questions the engine asks of a backend, answered once, here.
+
+    No other module tests a backend's name to decide what to do: it reads
+    these answers instead.
+    """
+
+    fork_workers: bool           # tiles may run in forked processes writing into shared host memory
+    thread_workers: bool         # tiles may run on worker threads (the library releases the GIL)
+    pause_intra_op_threads: bool  # the library's own thread pool is paused while tile threads run
+    preallocated_image: bool     # tiles are written in place into one preallocated host image
+    jit_tiles: bool              # the tile function is compiled once per tile shape
+    slow_float64_trig: bool      # float64 sin/cos are not vectorised (a polynomial is faster)
+    lazy: bool                   # values are not materialised until asked for
+
+    @classmethod
+    def of(cls, name: str, device: Any = None) -> "Capabilities":
+        numpy = name == "numpy"
+        torch_cpu = name == "torch" and getattr(device, "type", "cpu") == "cpu"
+        return cls(
+            fork_workers=numpy,
+            thread_workers=numpy or torch_cpu,
+            pause_intra_op_threads=torch_cpu,
+            preallocated_image=numpy,
+            jit_tiles=name == "jax",
+            slow_float64_trig=numpy,
+            lazy=name in ("dask", "jax"),
+        )
+
+
+def _set_intra_op_threads(name: str, n: int | None) -> int | None:
+    """Set the backend's intra-op thread count (torch only); returns the previous count."""
+    if name != "torch":
+        return None
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    return before
+
+
+# ----------------------------------------------------------------------------
 # The context object the rest of the package uses
 # ----------------------------------------------------------------------------
 
@@ -341,6 +398,15 @@ class Context:
     @property
     def name(self) -> str:
         return backend_name(self.xp)
+
+    @property
+    def caps(self) -> Capabilities:
+        """What the engine may assume of this backend and device (see :class:`Capabilities`)."""
+        return Capabilities.of(self.name, self.device)
+
+    def intra_op_threads(self, n: int | None = None) -> int | None:
+        """Set (``n``) or read the backend's own thread count; None where it has none to set."""
+        return _set_intra_op_threads(self.name, n)
 
     def asarray(self, x: Any, dtype: Any = None):
         """``x`` as an array of this context (float dtype unless ``dtype`` given)."""
@@ -413,6 +479,29 @@ def get_context(*values: Any, backend: str | None = None, device: Any = None, dt
             xp, dev = resolve_backend(backend_name(xp), device)
     dt = working_dtype(xp, *values, dtype=dtype)
     return Context(xp=xp, device=dev, dtype=dt)
+
+
+def geometry_context(ctx: Context) -> Context:
+    """float64 on the same backend and device, unless that backend cannot (JAX without x64)."""
+    xp = ctx.xp
+    if backend_name(xp) == "jax":
+        import jax
+
+        if not jax.config.read("jax_enable_x64"):
+            return ctx
+    return Context(xp=xp, device=ctx.device, dtype=xp.float64)
+
+
+def enable_float64(backend: str | None, dtype: Any) -> None:
+    """Switch on what a backend named by string needs for float64 (JAX's x64 mode).
+
+    For callers that name a backend and a dtype (the command line, the
+    benchmark workers) before any array exists.
+    """
+    if backend == "jax" and dtype is not None and _dtype_name(dtype) == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
 
 
 def to_numpy(x: Any) -> np.ndarray:

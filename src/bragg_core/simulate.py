@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ._backend import Context, get_context, to_numpy
-from .engine.render import ImageStats, image_stats, render
+from ._backend import Context, get_context, is_host_array, to_numpy
+from ._types import Array
+from .engine.render import RenderInfo, render_detailed
 from .engine.setup import Setup, build_setup
+from .engine.stats import ImageStats, image_stats
 from .experiment import Experiment
 
-__all__ = ["simulate", "Simulation", "simulate_args"]
+__all__ = ["simulate", "Simulation"]
 
 
 @dataclass
 class Simulation:
     """An image and how it was made."""
 
-    image: Any            # (slow, fast) in the working namespace, device and dtype
+    image: Array          # (slow, fast) in the working namespace, device and dtype
     setup: Setup
+    info: RenderInfo | None = None   # tiles, workers and the memory forked workers added
 
     @property
     def stats(self) -> ImageStats:
@@ -36,33 +39,29 @@ def _arrays_in(exp: Experiment):
                 continue
             if f.name == "structure_factors":
                 val = getattr(val, "F", None)  # amplitudes given as a backend array decide too
-            if hasattr(val, "shape") and not isinstance(val, np.ndarray):
+            if hasattr(val, "shape") and not is_host_array(val):
                 out.append(val)
             elif isinstance(val, (tuple, list)):
-                out.extend(x for x in val if hasattr(x, "shape") and not isinstance(x, np.ndarray))
+                out.extend(x for x in val if hasattr(x, "shape") and not is_host_array(x))
     return out
 
 
 def simulate(experiment: Experiment, *, backend: str | None = None, device: Any = None,
-             dtype: Any = None, memory_budget_bytes: int | None = None, progress=None) -> Simulation:
+             dtype: Any = None, memory_budget_bytes: int | None = None,
+             progress: Callable[[int], None] | None = None, store_dtype: Any = None) -> Simulation:
     """Render ``experiment``.
 
     The image follows the arrays found in the experiment (a torch tensor
     field makes a torch image on that device and dtype), or the named
     ``backend``/``device``/``dtype``; with neither, NumPy float64.
+    ``progress`` is called with the number of pixels finished as tiles
+    complete.  ``store_dtype`` (a NumPy dtype, e.g. ``numpy.float32`` for an
+    image that will be written as float32) asks backends that fill a
+    preallocated host image to store each finished tile in that dtype, so
+    the whole image never exists in the working dtype; other backends return
+    the working dtype.
     """
     ctx: Context = get_context(*_arrays_in(experiment), backend=backend, device=device, dtype=dtype)
     setup = build_setup(experiment, ctx)
-    image = render(setup, memory_budget_bytes, progress)
-    return Simulation(image=image, setup=setup)
-
-
-def simulate_args(argv: list[str], cwd: str = ".", **kwargs) -> Simulation:
-    """Render from a nanoBragg-style argument list (no files are written)."""
-    from .cli.args import build_config, parse_args
-
-    cfg = build_config(parse_args(argv), cwd)
-    kwargs.setdefault("backend", cfg.backend)
-    kwargs.setdefault("device", cfg.device)
-    kwargs.setdefault("dtype", cfg.dtype)
-    return simulate(cfg.experiment, **kwargs)
+    image, info = render_detailed(setup, memory_budget_bytes, progress, store_dtype=store_dtype)
+    return Simulation(image=image, setup=setup, info=info)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Context, backend_name, host_only, host_scalar, is_scalar, to_numpy
+from .._backend import Context, geometry_context, is_host_array, host_only, host_scalar, is_scalar, to_numpy
 from ..experiment import Experiment, ExperimentError
 from ..geometry.crystal import CellGeometry, cell_geometry, orientations
 from ..geometry.detector import DetectorGeometry, detector_geometry
@@ -24,9 +24,8 @@ from ..geometry.sources import Sources, beam_sources
 from ..physics.background import water_intensity
 from ..physics.structure_factors import FGrid
 from ..rng import ShuffledLehmer
-from ..units import R_E_SQR_M2
+from .. import units
 
-_DEG = math.pi / 180.0
 
 
 @dataclass
@@ -77,21 +76,20 @@ class Setup:
     def n_sources(self) -> int:
         return int(self.sources.incident.shape[0])
 
+    @property
+    def running_sum(self) -> bool:
+        """Whether the reference's running-sum semantics apply (any ``-oversample_*`` flag)."""
+        return self.oversample_omega or self.oversample_polar or self.oversample_thick
 
-def geometry_context(ctx: Context) -> Context:
-    """float64 on the same backend and device, unless that backend cannot (JAX without x64)."""
-    xp = ctx.xp
-    if backend_name(xp) == "jax":
-        import jax
-
-        if not jax.config.read("jax_enable_x64"):
-            return ctx
-    return Context(xp=xp, device=ctx.device, dtype=xp.float64)
+    @property
+    def paths_per_pixel(self) -> int:
+        """Sub-pixel paths summed per pixel: layers x sub-pixels x sources x orientations."""
+        return self.thick.count * self.oversample ** 2 * self.n_sources * int(self.orientations_m.shape[0])
 
 
 def _plain(v) -> bool:
     """A host value (Python/NumPy number or NumPy array): it carries no gradient."""
-    return is_scalar(v) or isinstance(v, np.ndarray)
+    return is_scalar(v) or is_host_array(v)
 
 
 def _host(v, what: str):
@@ -124,8 +122,8 @@ def _cell_counts(cr, beam, cell, warnings):
     N_in = tuple(cr.N_cells)
     if cr.size_mm is not None:
         # a count from a size is an integer (ceil): a discrete choice made on the host
-        size_m = [_host(s, "Crystal.size_mm") * 1e-3 for s in cr.size_mm]
-        bs = _host(beam.beam_size_mm, "Beam.beam_size_mm") * 1e-3
+        size_m = [units.mm_to_m(_host(s, "Crystal.size_mm")) for s in cr.size_mm]
+        bs = units.mm_to_m(_host(beam.beam_size_mm, "Beam.beam_size_mm"))
         if bs >= 0:
             for i in (1, 2):
                 if bs < size_m[i]:
@@ -164,13 +162,13 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
                     cr.phi_steps)
     spread_in = cr.mosaic_spread_deg
     spread_h = _choice(spread_in, 1.0)  # a traced spread is taken as positive
-    spread_host, n_mos, w = mosaic_domains(None if spread_h is None else spread_h * _DEG, cr.mosaic_domains)
+    spread_host, n_mos, w = mosaic_domains(None if spread_h is None else units.deg_to_rad(spread_h), cr.mosaic_domains)
     warnings += w
     spread = spread_host
     if spread_host > 0 and not _plain(spread_in):
-        spread = g.asarray(spread_in) * _DEG  # the array itself: the angles are differentiable in it
+        spread = units.deg_to_rad(g.asarray(spread_in))  # the array itself: the angles are differentiable in it
     umats = mosaic_matrices(g, spread, n_mos, -int(cr.mosaic_seed), stream)
-    phi0 = g.asarray(cr.phi_start_deg) * _DEG
+    phi0 = units.deg_to_rad(g.asarray(cr.phi_start_deg))
     phis = phi0 + g.asarray(np.arange(phi.count, dtype=np.float64)) * phi.step
     orient = orientations(xp, cell.real_m, dg.spindle, phis, umats)
 
@@ -179,17 +177,17 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     thick_h = _choice(thick_in, 1.0)  # a traced thickness is taken as positive
     depth_h = _choice(depth, 1.0)
     no_absorption = depth is not None and (math.isinf(depth_h) or depth_h == 0.0)
-    thick = thickness_steps(0.0 if no_absorption else thick_h * 1e-6, None, det.thickness_steps)
+    thick = thickness_steps(0.0 if no_absorption else units.um_to_m(thick_h), None, det.thickness_steps)
     if thick.range > 0 and not _plain(thick_in):
         # the layer step as an array of the thickness: gradients reach thickness_um
-        thick = replace(thick, step=g.asarray(thick_in) * 1e-6 * (thick.step / thick.range))
+        thick = replace(thick, step=units.um_to_m(g.asarray(thick_in)) * (thick.step / thick.range))
     if no_absorption:
         mu = 0.0
     elif depth is not None:
-        mu = 1.0 / (g.asarray(depth) * 1e-6)
+        mu = units.attenuation_depth_um_to_mu_per_m(g.asarray(depth))
     elif thick.range > 0:
-        mu = 1.0 / thick.range if _plain(thick_in) else 1.0 / (g.asarray(thick_in) * 1e-6)
-        warnings.append(f"no attenuation depth given: using mu = 1/thickness = {1.0 / (thick_h * 1e-6):g} per m")
+        mu = 1.0 / thick.range if _plain(thick_in) else units.attenuation_depth_um_to_mu_per_m(g.asarray(thick_in))
+        warnings.append(f"no attenuation depth given: using mu = 1/thickness = {units.attenuation_depth_um_to_mu_per_m(thick_h):g} per m")
     else:
         mu = -1.0
 
@@ -202,7 +200,7 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     px_h = host_scalar(dg.pixel_size_m)
     if lengths is not None and None not in (lam_h, dist_h, px_h) and not any(map(math.isnan, N_host)):
         xtal_max = max(lengths[i] * N_host[i] for i in range(3))
-        auto = recommended_oversample(xtal_max, lam_h * 1e-10, dist_h, px_h)
+        auto = recommended_oversample(xtal_max, units.angstrom_to_m(lam_h), dist_h, px_h)
     if det.oversample and det.oversample > 0:
         oversample = det.oversample
     elif auto is None:
@@ -233,7 +231,7 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
         interpolate = bool(cr.interpolate)
 
     fluence = g.asarray(beam.fluence_photons_per_m2)
-    I_bg = water_intensity(g.asarray(beam.water_size_um) * 1e-6, fluence)
+    I_bg = water_intensity(units.um_to_m(g.asarray(beam.water_size_um)), fluence)
     water_on = _choice(beam.water_size_um, 1.0) > 0 and _choice(beam.fluence_photons_per_m2, 1.0) > 0
 
     roi = det.roi or (0, det.fpixels, 0, det.spixels)
@@ -245,7 +243,7 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
         thick=thick, mu_per_m=mu, grid=grid,
         default_F=cr.default_F if _plain(cr.default_F) else ctx.asarray(cr.default_F),
         shape=cr.shape, fudge=cr.fudge if _plain(cr.fudge) else ctx.asarray(cr.fudge),
-        dmin_m=_host(cr.dmin_A, "Crystal.dmin_A") * 1e-10, fluence=fluence, I_bg=I_bg, water_on=water_on,
+        dmin_m=units.angstrom_to_m(_host(cr.dmin_A, "Crystal.dmin_A")), fluence=fluence, I_bg=I_bg, water_on=water_on,
         kahn=beam.kahn_factor,
         polarization_correction=beam.polarization_correction, curved=det.curved,
         point_pixel=det.point_pixel, oversample_omega=det.oversample_omega,
@@ -255,7 +253,7 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
 
 
 def _opt_rad(v, what):
-    return None if v is None else _host(v, what) * _DEG
+    return None if v is None else units.deg_to_rad(_host(v, what))
 
 
-__all__ = ["Setup", "build_setup", "geometry_context", "R_E_SQR_M2"]
+__all__ = ["Setup", "build_setup"]

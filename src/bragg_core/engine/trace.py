@@ -29,15 +29,16 @@ layer's first sub-pixel (last sub-pixel under -oversample_thick).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..geometry.vectors import dot, norm
 from ..physics import lattice
 from ..physics.polarization import kahn_factor
-from .kernel import (_amplitudes, _miller, _sub_pixel_geometry, _terms, orientation_last, render_tile,
-                     sub_pixel_positions)
-from .render import _working_arrays
+from ..physics.resolution import within_resolution
+from .inputs import kernel_inputs
+from .kernel import render_tile
+from .miller import miller, orientation_last
+from .paths import sub_pixel_geometry, sub_pixel_positions
 from .setup import Setup
+from .terms import cell_amplitude, terms_from_scattering
 
 __all__ = ["trace_pixel"]
 
@@ -67,46 +68,43 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
     s_idx = g.asarray([float(slow)])
 
     # the kernel, evaluated in the geometry dtype
-    s64 = replace(setup, ctx=g)
-    _working_arrays(s64)
-    d_xyz, omega, cap = _sub_pixel_geometry(s64, f_idx, s_idx)  # (1, T, S) each
+    k64 = kernel_inputs(setup, g)
+    d_xyz, omega, cap = sub_pixel_geometry(k64, f_idx, s_idx)  # (1, T, S) each
     d = xp.stack([c[0, ...] for c in d_xyz], axis=-1)                          # (T, S, 3)
     omega = omega[0, ...]
     if cap is None:  # no sensor thickness: 1, or 0 where it is recomputed per path (as the kernel)
         cap = xp.zeros_like(omega) if setup.oversample_thick else xp.ones_like(omega)
     else:
         cap = cap[0, ...]
-    pos = xp.stack([c[0, ...] for c in sub_pixel_positions(s64, f_idx, s_idx)], axis=-1)  # (T, S, 3)
+    pos = xp.stack([c[0, ...] for c in sub_pixel_positions(k64, f_idx, s_idx)], axis=-1)  # (T, S, 3)
     inc, lam = setup.sources.incident, setup.sources.wavelength_m
-    scat_xyz = tuple((c[..., None] - i) / lam for c, i in zip(d_xyz, s64.frame.incident_xyz))  # (1, T, S, K)
+    scat_xyz = tuple((c[..., None] - i) / lam for c, i in zip(d_xyz, k64.frame.incident_xyz))  # (1, T, S, K)
     scat = xp.stack([c[0, ...] for c in scat_xyz], axis=-1)                    # (T, S, K, 3)
     if setup.dmin_m > 0:
-        stol2 = 0.25 * xp.sum(scat * scat, axis=-1)
-        valid = ~(4.0 * setup.dmin_m ** 2 * stol2 > 1.0)
+        valid = within_resolution((scat[..., 0], scat[..., 1], scat[..., 2]), setup.dmin_m)
     else:
         valid = xp.ones(scat.shape[:-1], dtype=xp.bool, device=g.device)
     if setup.polarization_correction or setup.oversample_polar:
-        polar = kahn_factor(xp, inc, d[:, :, None, :], setup.detector.polar, s64.frame.kahn)
+        polar = kahn_factor(xp, inc, d[:, :, None, :], setup.detector.polar, k64.frame.kahn)
     else:
         polar = xp.ones(scat.shape[:-1], dtype=g.dtype, device=g.device)
 
-    orient = s64.orientations_w                                            # (Q, 3, 3)
-    hkl = xp.stack([orientation_last(xp, c)[0, ...] for c in _miller(s64, scat_xyz, orient)], axis=-1)  # (T, S, K, Q, 3)
+    orient = k64.orientations                                              # (Q, 3, 3)
+    hkl = xp.stack([orientation_last(xp, c)[0, ...] for c in miller(k64, scat_xyz, orient)], axis=-1)  # (T, S, K, Q, 3)
     hkl0 = lattice.nearest_index(xp, hkl)
-    Fl = orientation_last(xp, _terms(s64, scat_xyz, orient)[1])[0, ...]          # (T, S, K, Q)
-    if s64.grid_w is None:
-        Fc = xp.zeros_like(Fl) + s64.default_F_w
+    Fl = orientation_last(xp, terms_from_scattering(k64, scat_xyz, orient)[1])[0, ...]  # (T, S, K, Q)
+    if k64.grid is None:
+        Fc = xp.zeros_like(Fl) + k64.default_F
     else:
-        Fc = _amplitudes(s64, xp, hkl, hkl0)
+        Fc = cell_amplitude(k64, hkl, hkl0)
 
     h, h_0 = hkl[:, :, 0, 0, :], hkl0[:, :, 0, 0, :]
-    axes = []
-    for i in range(3):
-        n = s64.N_w[i]
-        if setup.shape == "square" and not lattice.is_unit_count(n):
-            axes.append(lattice.sincg(xp, h[..., i], h_0[..., i], n))
-        else:
-            axes.append(xp.ones_like(h[..., i]))
+    if setup.shape == "square":
+        hk = tuple(h[..., i] for i in range(3))
+        axes = lattice.grating_factors(xp, hk, tuple(h_0[..., i] for i in range(3)), k64.N, k64.cos_pi)
+    else:
+        axes = [None] * 3
+    axes = [xp.ones_like(h[..., i]) if f is None else f for i, f in enumerate(axes)]
 
     T, S, K = setup.thick.count, setup.oversample ** 2, setup.n_sources
     cap_pixel = cap[T - 1, S - 1] if setup.oversample_thick else cap[T - 1, 0]
@@ -118,8 +116,7 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
     else:
         polar_pixel = g.asarray(1.0)
 
-    _working_arrays(setup)
-    I_pixel = render_tile(setup, f_idx, s_idx, int(orient.shape[0]))
+    I_pixel = render_tile(kernel_inputs(setup), f_idx, s_idx, int(orient.shape[0]))
     cxp = setup.ctx.xp
 
     return {

@@ -14,11 +14,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .. import units
 from ..experiment import Crystal
 from ..rng import ShuffledLehmer, random_misset_angles
 from .vectors import cross, dot, norm, rotate_xyz
 
-_DEG = math.pi / 180.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def cell_geometry(cr: Crystal, wavelength_A, g, rng_stream: ShuffledLehmer | Non
     if user_cell:
         cell = A(cr.cell_A_deg)
         a, b, c = cell[0], cell[1], cell[2]
-        al, be, ga = cell[3] * _DEG, cell[4] * _DEG, cell[5] * _DEG
+        al, be, ga = (units.deg_to_rad(cell[i]) for i in (3, 4, 5))
         s = (al + be + ga) / 2
         skew = xp.abs(xp.sin(s) * xp.sin(s - al) * xp.sin(s - be) * xp.sin(s - ga))
         V = 2.0 * a * b * c * xp.sqrt(skew)
@@ -71,7 +71,7 @@ def cell_geometry(cr: Crystal, wavelength_A, g, rng_stream: ShuffledLehmer | Non
         stream = rng_stream or ShuffledLehmer()
         misset = A(random_misset_angles(-int(cr.misset_seed), stream))
     elif cr.misset_deg is not None:
-        misset = A(cr.misset_deg) * _DEG
+        misset = units.deg_to_rad(A(cr.misset_deg))
     if misset is not None:
         a_star = rotate_xyz(xp, a_star, misset[0], misset[1], misset[2])
         b_star = rotate_xyz(xp, b_star, misset[0], misset[1], misset[2])
@@ -103,7 +103,7 @@ def cell_geometry(cr: Crystal, wavelength_A, g, rng_stream: ShuffledLehmer | Non
     gamma_s = _clip_angle(xp, lc * V_star / las / lbs, dot(xp, a_star, b_star) / las / lbs)
     rad = 180.0 / math.pi
     return CellGeometry(
-        real_m=xp.stack([a_vec, b_vec, c_vec]) * 1e-10,
+        real_m=units.angstrom_to_m(xp.stack([a_vec, b_vec, c_vec])),
         reciprocal_per_A=xp.stack([a_star, b_star, c_star]),
         volume_A3=V_cell,
         misset_rad=misset,

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .. import units
 from ..experiment import Detector
 from .vectors import cross, dot, rotate_axis, rotate_xyz, unit
 
@@ -88,7 +89,7 @@ def detector_geometry(det: Detector, g) -> DetectorGeometry:
     xp = g.xp
     A = g.asarray
     conv = det.convention
-    px = A(det.pixel_size_mm) * 1e-3
+    px = units.mm_to_m(A(det.pixel_size_mm))
     detsize_f = px * det.fpixels
     detsize_s = px * det.spixels
 
@@ -97,11 +98,11 @@ def detector_geometry(det: Detector, g) -> DetectorGeometry:
     Fclose = (A(orgx) - 0.5) * px if orgx is not None else detsize_f / 2
     Sclose = (A(orgy) - 0.5) * px if orgy is not None else detsize_s / 2
     xc, yc = _opt(det, "close_point_mm", 0), _opt(det, "close_point_mm", 1)
-    Xclose = A(xc) * 1e-3 if xc is not None else Fclose
-    Yclose = A(yc) * 1e-3 if yc is not None else Sclose
+    Xclose = units.mm_to_m(A(xc)) if xc is not None else Fclose
+    Yclose = units.mm_to_m(A(yc)) if yc is not None else Sclose
     xb, yb = _opt(det, "beam_center_mm", 0), _opt(det, "beam_center_mm", 1)
-    Xbeam = A(xb) * 1e-3 if xb is not None else None
-    Ybeam = A(yb) * 1e-3 if yb is not None else None
+    Xbeam = units.mm_to_m(A(xb)) if xb is not None else None
+    Ybeam = units.mm_to_m(A(yb)) if yb is not None else None
 
     vecs = dict(_CONVENTION_VECTORS[conv])
     if conv == "custom":
@@ -142,16 +143,16 @@ def detector_geometry(det: Detector, g) -> DetectorGeometry:
     tt_axis = V["twotheta"]  # deliberately not normalised, as in the reference
 
     rot = det.rotation_deg
-    rx, ry, rz = (A(rot[i]) * (math.pi / 180.0) for i in range(3))
-    twotheta = A(det.twotheta_deg) * (math.pi / 180.0)
+    rx, ry, rz = (units.deg_to_rad(A(rot[i])) for i in range(3))
+    twotheta = units.deg_to_rad(A(det.twotheta_deg))
 
     ratio = dot(xp, beam, rotate_xyz(xp, odet, rx, ry, rz))
     tiny = 2.2250738585072014e-308  # DBL_MIN stands in for a zero ratio
     ratio = xp.where(ratio == 0, xp.asarray(tiny, dtype=ratio.dtype, device=g.device), ratio)
     if det.close_distance_mm is not None:
-        close_distance = A(det.close_distance_mm) * 1e-3
+        close_distance = units.mm_to_m(A(det.close_distance_mm))
     else:
-        close_distance = xp.abs(ratio * A(det.distance_mm) * 1e-3)
+        close_distance = xp.abs(ratio * units.mm_to_m(A(det.distance_mm)))
     distance = close_distance / ratio
 
     if pivot == "sample":
@@ -174,7 +175,7 @@ def detector_geometry(det: Detector, g) -> DetectorGeometry:
     distance = close_distance / ratio
     orgx_out = Fclose / px + 0.5
     orgy_out = Sclose / px + 0.5
-    dials = 1000.0 * xp.stack([pix0[2], pix0[1], -pix0[0]])
+    dials = units.m_to_mm(xp.stack([pix0[2], pix0[1], -pix0[0]]))
 
     return DetectorGeometry(
         fdet=fdet, sdet=sdet, odet=odet, beam=beam, polar=polar, spindle=spindle,

@@ -10,6 +10,13 @@ def solid_angle(xp, airpath_m, pixel_size_m, close_distance_m, point_pixel: bool
     return pixel_size_m * pixel_size_m / (airpath_m * airpath_m) * close_distance_m / airpath_m
 
 
+def solid_angle_from_inverse(xp, inv_airpath, pixel_size_m, close_distance_m, point_pixel: bool):
+    """The same solid angle from 1/R (per m), as the tile kernel holds it."""
+    if point_pixel:
+        return inv_airpath * inv_airpath
+    return (pixel_size_m * pixel_size_m * close_distance_m) * (inv_airpath * inv_airpath) * inv_airpath
+
+
 def capture_fraction(xp, layer, layer_step_m, mu_per_m, parallax):
     """Fraction of photons absorbed in sensor layer ``layer`` (0-based):
 

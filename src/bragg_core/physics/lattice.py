@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from .._backend import is_scalar
+from ..numerics import CosPi, chebyshev_u, chebyshev_u_even, cos_pi_plain
 
 ROUND_VOLUME_FACTOR = 0.723601254558268  # sqrt of the cube-to-sphere volume ratio
 
@@ -42,98 +43,22 @@ def is_unit_count(n) -> bool:
 CHEBYSHEV_MAX_N = 12
 
 
-# cos(pi d) for |d| <= 1/2 as a polynomial of degree 8 in t = d^2: the
-# interpolant of cos(pi sqrt(t)) at the 9 Chebyshev nodes of [0, 1/4], solved
-# in 50-digit arithmetic and rounded to float64.  Its error with these rounded
-# coefficients is below 1e-16 on the whole interval (a Taylor series needs 11
-# terms for the same), so in float64 it agrees with a correctly rounded cosine
-# to a few ulp (tests/test_lattice_fast.py checks it on a dense grid).
-_COS_PI_COEFFS = (
-    1.0, -4.934802200544676, 4.058712126416497, -1.335262768843447, 0.23533063012953284,
-    -0.025806888737002202, 0.0019295562724817132, -0.00010456655338748738, 4.149564353942586e-06,
-)
-
-
-def cos_pi_reduced(xp, d):
-    """cos(pi d) for |d| <= 1/2 by a polynomial in d^2 (Horner).
-
-    Only multiplications and additions: NumPy evaluates float64 cosines one
-    element at a time (~8 ns each here), this polynomial in ~2 ns.
-    """
-    t = d * d
-    acc = t * _COS_PI_COEFFS[-1] + _COS_PI_COEFFS[-2]
-    for c in _COS_PI_COEFFS[-3::-1]:  # over the polynomial's terms, not over data
-        acc = acc * t + c
-    return acc
-
-
-def chebyshev_u(xp, c, n: int):
-    """U_n(c) by the three-term recurrence U_k = 2c U_(k-1) - U_(k-2) (stable for |c| <= 1).
-
-    U_(N-1)(cos x) = sin(N x) / sin(x), including its limit +-N at x = m pi.
-    """
-    if n == 0:
-        return xp.ones_like(c)
-    two_c = 2.0 * c
-    u_prev, u = 1.0, two_c
-    for _ in range(n - 1):  # over the polynomial degree, not over data
-        u_prev, u = u, two_c * u - u_prev
-    return u
-
-
-def _u_even_coefficients(n: int) -> tuple:
-    """U_n(c) for even n as a polynomial in c^2: coefficients, constant term first.
-
-    U_n(c) = sum_k (-1)^k C(n-k, k) (2c)^(n-2k); exact integers.
-    """
-    m = n // 2
-    return tuple((-1) ** (m - j) * math.comb(m + j, m - j) * 4 ** j for j in range(m + 1))
-
-
-# Up to this n, U_n is evaluated by Horner in c^2 (coefficients at most 80, so
-# at most ~1e-14 absolute error in float64 on values of order n); above it by
-# the three-term recurrence.
-_U_HORNER_MAX_N = 6
-
-
-def chebyshev_u_even(xp, c2, n: int):
-    """U_n(c) for even n from c^2 (U_n is even in c for even n)."""
-    if n == 0:
-        return xp.ones_like(c2)
-    if n > _U_HORNER_MAX_N:
-        c = xp.sqrt(c2)  # the sign of c does not matter for even n
-        return chebyshev_u(xp, c, n)
-    a = _u_even_coefficients(n)
-    acc = c2 * a[-1] + a[-2]
-    for coef in a[-3::-1]:  # over the polynomial's terms, not over data
-        acc = acc * c2 + coef
-    return acc
-
-
-def grating_odd(xp, h, n: int, direct: bool = False):
+def grating_odd(xp, h, n: int, direct: bool = False, cos_pi: CosPi = cos_pi_plain):
     """sin(n pi h) / sin(pi h) for odd integer n <= ``CHEBYSHEV_MAX_N``, with the limit n at integer h.
 
     For odd n this is U_(n-1)(cos pi h), an even polynomial of cos pi h: the
     sign (-1)^m that any integer shift h -> h - m puts on the cosine drops
     out, so no nearest-index convention is needed.  The cosine is taken of
-    the offset from the nearest integer (one rounding, which keeps single
-    precision accurate at strong reflections and lets NumPy's float64 path use
-    the polynomial ``cos_pi_reduced``), or of h itself when ``direct`` (a
-    backend with a vectorised float64 cosine: one operation fewer).
+    the offset from the nearest integer by ``cos_pi`` (one rounding, which
+    keeps single precision accurate at strong reflections), or of h itself
+    when ``direct`` (a backend with a vectorised float64 cosine: one
+    operation fewer).
     """
     if direct:
         c = xp.cos(math.pi * h)
     else:
-        d = h - xp.round(h)
-        c = cos_pi_reduced(xp, d) if _slow_float64_trig(xp, d) else xp.cos(math.pi * d)
+        c = cos_pi(xp, h - xp.round(h))
     return chebyshev_u_even(xp, c * c, n - 1)
-
-
-def _slow_float64_trig(xp, x) -> bool:
-    """NumPy's float64 cosine is not vectorised; a polynomial is much faster there."""
-    import numpy as np
-
-    return isinstance(x, np.ndarray) and x.dtype == np.float64
 
 
 def _sign_even(xp, h0, N: int):
@@ -143,7 +68,7 @@ def _sign_even(xp, h0, N: int):
     return 1.0 - 2.0 * (h0 - 2.0 * xp.floor(0.5 * h0))
 
 
-def sincg(xp, h, h0, n):
+def sincg(xp, h, h0, n, cos_pi: CosPi = cos_pi_plain):
     """Grating function sin(N pi h) / sin(pi h), with its limit N at integer h.
 
     Evaluated on the offset d = h - h0 from the nearest integer, so that single
@@ -160,7 +85,7 @@ def sincg(xp, h, h0, n):
     """
     d = h - h0
     if _is_integral(n) and float(n) <= CHEBYSHEV_MAX_N:
-        c = cos_pi_reduced(xp, d) if _slow_float64_trig(xp, d) else xp.cos(math.pi * d)
+        c = cos_pi(xp, d)
         return _sign_even(xp, h0, int(n)) * chebyshev_u(xp, c, int(n) - 1)
     x = math.pi * d
     small = d == 0
@@ -178,18 +103,38 @@ def sincg(xp, h, h0, n):
     return sign * xp.where(small, lim, ratio)
 
 
-def square(xp, hkl, hkl0, N):
-    """Parallelepiped crystal: product of the grating functions of the axes with N > 1."""
+def grating_factors(xp, hkl, hkl0, N, cos_pi: CosPi = cos_pi_plain) -> list:
+    """The grating function of each crystal axis; None for an axis with at most one cell (a factor of 1).
+
+    ``hkl`` and ``hkl0`` are sequences of three arrays (h, k, l and their
+    nearest integers).
+    """
+    return [None if is_unit_count(N[i]) else sincg(xp, hkl[i], hkl0[i], N[i], cos_pi) for i in range(3)]
+
+
+def square(xp, hkl, hkl0, N, cos_pi: CosPi = cos_pi_plain):
+    """Parallelepiped crystal: the product of the grating functions of the axes with N > 1."""
     out = None
-    for i in range(3):
-        n = N[i]
+    for f in grating_factors(xp, hkl, hkl0, N, cos_pi):  # over the three crystal axes
+        if f is not None:
+            out = f if out is None else out * f
+    return xp.ones_like(hkl[0]) if out is None else out
+
+
+def grating_odd_product(xp, hkl, N, direct: bool = False, cos_pi: CosPi = cos_pi_plain):
+    """The square transform for odd integer counts (see :func:`grating_odd`), no nearest index needed."""
+    out = None
+    for x, n in zip(hkl, N):  # over the three crystal axes
         if is_unit_count(n):
             continue
-        f = sincg(xp, hkl[..., i], hkl0[..., i], n)
+        f = grating_odd(xp, x, int(n), direct=direct, cos_pi=cos_pi)
         out = f if out is None else out * f
-    if out is None:
-        return xp.ones_like(hkl[..., 0])
-    return out
+    return xp.ones_like(hkl[0]) if out is None else out
+
+
+def odd_counts(N) -> bool:
+    """Whether every count is 1 or an odd integer <= ``CHEBYSHEV_MAX_N`` (:func:`grating_odd_product` applies)."""
+    return all(is_unit_count(n) or (is_integral(n) and int(n) % 2 == 1 and n <= CHEBYSHEV_MAX_N) for n in N)
 
 
 # Below |x| = 0.1 the closed form of sinc3 cancels (relative error eps / x^2, and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._backend import is_scalar
 from ..geometry.vectors import cross, dot, unit
 
 
@@ -34,3 +35,28 @@ def kahn_from_projections(xp, c2t, e_out, b_out, kahn):
     safe = xp.where(r2 == 0, xp.ones_like(r2), r2)
     cos2psi = xp.where(r2 == 0, xp.ones_like(r2), (e_out * e_out - b_out * b_out) / safe)
     return 0.5 * (1.0 + c2t2 - kahn * cos2psi * s2t2)
+
+
+def is_unpolarised(kahn) -> bool:
+    """True for a plain Kahn factor of 0 (never for an array that may carry gradients)."""
+    return is_scalar(kahn) and kahn == 0
+
+
+def unpolarised(c2t):
+    """The factor of an unpolarised beam, (1 + cos^2 2theta) / 2: the azimuth drops out."""
+    return 0.5 * (1.0 + c2t * c2t)
+
+
+def kahn_from_components(xp, diffracted, incident, frame, kahn):
+    """The Kahn factor from x, y, z components (broadcasting arrays) of the rays and the frame.
+
+    ``diffracted`` and ``incident`` are (x, y, z) triples; ``frame`` is the
+    pair of triples (B, E) of :func:`polarization_frame`.
+    """
+    (bx, by, bz), (ex, ey, ez) = frame
+    d = diffracted
+    c2t = d[0] * incident[0] + d[1] * incident[1] + d[2] * incident[2]
+    if is_unpolarised(kahn):
+        return unpolarised(c2t)
+    return kahn_from_projections(xp, c2t, d[0] * ex + d[1] * ey + d[2] * ez,
+                                 d[0] * bx + d[1] * by + d[2] * bz, kahn)

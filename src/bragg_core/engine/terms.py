@@ -1,0 +1,79 @@
+"""The per-path intensity |F_cell(h) F_latt(h)|^2 from fractional Miller indices.
+
+F_latt is the lattice shape transform of the crystal (``physics.lattice``),
+F_cell the structure factor (``physics.structure_factors``): the default
+amplitude, the nearest grid value, or the tricubic interpolation where its
+4x4x4 neighbourhood lies inside the grid.
+"""
+
+from __future__ import annotations
+
+from ..physics import lattice
+from ..physics.structure_factors import interpolation_inside, nearest, tricubic
+from .inputs import KernelInputs
+from .miller import miller
+
+
+def lattice_factor(k: KernelInputs, hkl, hkl0):
+    """F_latt for h, k, l and their nearest integers (sequences of three arrays of one shape)."""
+    xp = k.ctx.xp
+    setup = k.setup
+    shape, N = setup.shape, k.N
+    if shape == "square":
+        return lattice.square(xp, hkl, hkl0, N, k.cos_pi)
+    h = xp.stack(tuple(hkl), axis=-1)
+    h0 = xp.stack(tuple(hkl0), axis=-1)
+    if shape == "round":
+        return lattice.round_(xp, h, h0, N, setup.fudge)
+    rec = k.ctx.asarray(setup.cell.reciprocal_per_A)
+    r2 = lattice.reciprocal_distance_sqr(xp, h, h0, rec, N)
+    if shape == "gauss":
+        return lattice.gauss(xp, r2, N, setup.fudge)
+    return lattice.tophat(xp, r2, N, setup.fudge)
+
+
+def cell_amplitude(k: KernelInputs, hkl, hkl0):
+    """F_cell for h, k, l and their nearest integers (arrays with xyz on the last axis)."""
+    xp = k.ctx.xp
+    F_default = k.default_F
+    if k.setup.interpolate:
+        inside = interpolation_inside(xp, k.grid, hkl)
+        Fi = tricubic(xp, k.grid, hkl)
+        Fn = nearest(xp, k.grid, hkl0, F_default)
+        return xp.where(inside, Fi, Fn)
+    return nearest(xp, k.grid, hkl0, F_default)
+
+
+def _odd_grating(k: KernelInputs) -> bool:
+    """Whether the square transform may use :func:`lattice.grating_odd_product`.
+
+    For odd N the grating function U_(N-1)(cos pi h) is even in the cosine,
+    so the sign (-1)^h0 drops out and no nearest index h0 is needed; with no
+    structure-factor grid nothing else needs h0 either.
+    """
+    return k.setup.shape == "square" and k.grid is None and lattice.odd_counts(k.N)
+
+
+def intensity_terms(k: KernelInputs, hkl3):
+    """|F_cell F_latt|^2 and F_latt from h, k, l (three arrays of one shape)."""
+    xp = k.ctx.xp
+    if _odd_grating(k):
+        direct = k.ctx.dtype_name == "float64" and not k.caps.slow_float64_trig
+        Fl = lattice.grating_odd_product(xp, hkl3, k.N, direct=direct, cos_pi=k.cos_pi)
+        F = k.default_F
+        return (Fl * Fl) * (F * F), Fl
+    hkl0 = tuple(lattice.nearest_index(xp, x) for x in hkl3)
+    Fl = lattice_factor(k, hkl3, hkl0)
+    if k.grid is None:
+        F = k.default_F
+        return (Fl * Fl) * (F * F), Fl
+    amp = cell_amplitude(k, xp.stack(hkl3, axis=-1), xp.stack(hkl0, axis=-1)) * Fl
+    return amp * amp, Fl
+
+
+def terms_from_scattering(k: KernelInputs, scat, orient):
+    """|F_cell F_latt|^2 and F_latt for every orientation and path (Q, ...) from scattering vectors."""
+    return intensity_terms(k, miller(k, scat, orient))
+
+
+__all__ = ["lattice_factor", "cell_amplitude", "intensity_terms", "terms_from_scattering"]
