@@ -10,9 +10,10 @@ __version__ = "0.1.0"
 
 # The function ``simulate`` shares its name with its module; binding it here,
 # after the submodule is imported, keeps ``bragg_core.simulate`` the function.
-from .simulate import Simulation, simulate, simulate_args  # noqa: E402
+from .simulate import Simulation, simulate  # noqa: E402
 
 _LAZY = {
+    "simulate_args": "bragg_core.cli.api",
     "units": "bragg_core.units",
     "get_context": "bragg_core._backend",
     "BackendError": "bragg_core._backend",

@@ -119,7 +119,7 @@ def vm_hwm(pid: int | str = "self") -> int | None:
     return None
 
 
-def run_measured(cmd: list[str], cwd: str, env: dict, timeout: float) -> dict:
+def run_measured(cmd: list[str], cwd: str, env: dict, timeout: float, run_report: str | None = None) -> dict:
     """Run ``cmd``; wall time, CPU time (user+sys) and peak RSS of that child alone.
 
     The wall time is taken where a thread blocked in ``os.wait4`` returns; the
@@ -168,13 +168,16 @@ def run_measured(cmd: list[str], cwd: str, env: dict, timeout: float) -> dict:
         raise RuntimeError(f"exit status {p.returncode}: {err_text[-800:].strip()}")
     ru_max = ru.ru_maxrss * 1024
     main_peak = hwm if hwm else ru_max
-    # forked tile workers (bragg_core with BRAGG_CORE_MEMORY_REPORT=1) report the
-    # private memory they added; their CPU time is in ru (reaped descendants)
-    m = re.search(r"workers_private_bytes=(\d+)", err_text)
-    workers = int(m.group(1)) if m else 0
+    # forked tile workers: bragg_core's run report (-run_report) gives the private memory
+    # they added; their CPU time is in ru (reaped descendants)
+    m = None
+    if run_report is not None:
+        with open(os.path.join(cwd, run_report)) as fh:
+            m = (json.load(fh).get("render") or {}).get("workers_private_bytes")
+    workers = int(m or 0)
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": main_peak + workers,
             "main_process_peak_rss_bytes": main_peak, "workers_private_bytes": workers,
-            "peak_rss_source": ("VmHWM" if hwm else "ru_maxrss") + (" + workers' private" if m else ""),
+            "peak_rss_source": ("VmHWM" if hwm else "ru_maxrss") + (" + workers' private" if m is not None else ""),
             "ru_maxrss_bytes": ru_max}
 
 
@@ -196,8 +199,7 @@ def accuracy(test: np.ndarray, ref: np.ndarray) -> dict:
 def _env(threads: int, backend: str | None = None, dtype: str | None = None) -> dict:
     env = dict(os.environ)
     t = str(threads)
-    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, BRAGG_CORE_THREADS=t,
-               BRAGG_CORE_MEMORY_REPORT="1")
+    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, BRAGG_CORE_THREADS=t)
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env
 
@@ -216,12 +218,10 @@ def worker(spec: dict) -> dict:
     import resource
 
     backend, dtype = spec["backend"], spec["dtype"]
-    if backend == "jax" and dtype == "float64":  # as the command line does
-        import jax
+    from bragg_core._backend import enable_float64, to_numpy
 
-        jax.config.update("jax_enable_x64", True)
-    from bragg_core._backend import to_numpy
-    from bragg_core.simulate import simulate_args
+    enable_float64(backend, dtype)  # as the command line does
+    from bragg_core import simulate_args
 
     if backend == "torch":
         import torch
@@ -238,17 +238,15 @@ def worker(spec: dict) -> dict:
             img.block_until_ready()
         return sim, time.perf_counter() - t0, _cpu_with_children() - c0
 
-    from bragg_core.engine import parallel
-
     sim, first, _ = once()
-    workers = parallel.last_workers_private_bytes
+    workers = sim.info.workers_private_bytes
     times, cpus = [], []
     for _ in range(spec["rounds"]):
         del sim
         sim, t, c = once()
         times.append(t)
         cpus.append(c)
-        workers = max(workers, parallel.last_workers_private_bytes)
+        workers = max(workers, sim.info.workers_private_bytes)
     # forked tile workers: their private memory adds to this process's peak
     peak = (vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) + workers
     s = sim.setup
@@ -473,9 +471,10 @@ def _run_case(case, argv, backends, dtypes, rounds, ref, args, keep, report) -> 
         for c in configs:
             b, dt = c
             with tempfile.TemporaryDirectory(prefix="bragg_bench_cli_") as d:
-                cmd = [sys.executable, "-m", "bragg_core", *argv, "-backend", b, "-dtype", dt, *FLAGS_OURS]
+                cmd = [sys.executable, "-m", "bragg_core", *argv, "-backend", b, "-dtype", dt, *FLAGS_OURS,
+                       "-run_report", "run.json"]
                 try:
-                    m = run_measured(cmd, d, _env(args.threads, b, dt), args.timeout)
+                    m = run_measured(cmd, d, _env(args.threads, b, dt), args.timeout, run_report="run.json")
                     m["loadavg_after"] = _loadavg()
                     whole[c].append(m)
                     _log(f"[{case}] whole {b} {dt}: {m['wall_s']:.3f} s, peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB")

@@ -74,43 +74,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(cfg) -> int:
+    import time
+
     import numpy as np
 
     from .. import io
-    from .._backend import BackendError, to_numpy
-    from .._backend import get_context
-    from ..engine.render import image_stats, render
-    from ..engine.setup import build_setup
+    from .._backend import BackendError, enable_float64, to_numpy
+    from ..engine.stats import image_stats
     from ..noise import noise_image
-    from ..simulate import _arrays_in
+    from ..simulate import simulate
 
     for w in cfg.warnings:
         print(f"WARNING: {w}")
-    if cfg.backend == "jax" and cfg.dtype == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    enable_float64(cfg.backend, cfg.dtype)
     exp = cfg.experiment
     det = exp.detector
     n_pix = det.fpixels * det.spixels
     bar = _Progress(n_pix, cfg.progress)
+    t0 = time.perf_counter()
     try:
-        ctx = get_context(*_arrays_in(exp), backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
-        setup = build_setup(exp, ctx)
-        # the files hold float32: NumPy stores each finished tile as float32 directly
-        store = np.float32 if ctx.name == "numpy" else None
-        image = render(setup, cfg.memory_budget, bar, store_dtype=store)
+        # the files hold float32: backends that fill a host image store each finished tile as float32
+        sim = simulate(exp, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype,
+                       memory_budget_bytes=cfg.memory_budget, progress=bar, store_dtype=np.float32)
     except BackendError as exc:
         return _fail(str(exc))
     except MemoryError:
         return _fail("out of memory; lower -memory_budget")
     finally:
         bar.close()
+    render_s = time.perf_counter() - t0
+    setup = sim.setup
     for w in setup.warnings:
         print(f"WARNING: {w}")
     for slow, fast in cfg.trace_pixels:
         _print_trace(setup, slow, fast)
-    image = np.asarray(to_numpy(image), dtype=np.float32)
+    image = np.asarray(to_numpy(sim.image), dtype=np.float32)
     st = image_stats(image, setup)
     print(f"  {setup.n_sources} sources, {setup.n_mosaic} mosaic domains, {setup.phi.count} phi steps, "
           f"{setup.oversample}x{setup.oversample} pixel oversample steps, {setup.thick.count} sensor layers")
@@ -142,25 +140,39 @@ def _run(cfg) -> int:
             totals[1] += out.overloads
             return out.image
 
-        counts = _banded(image, setup, np.uint16, noisy, threads=False)
+        counts = _banded(image, setup, np.uint16, noisy)
         print(f"{totals[0]:.0f} photons on noise image ({totals[1]} overloads)")
         nheader = _header(setup, exp, noise_image=True)
         outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, counts)))
         del counts
     if cfg.fdump_written_from is not None:
         outputs.append(("Fdump.bin", io.fdump_bytes(cfg.fdump_written_from)))
+    if "-run_report" in cfg.outputs:
+        outputs.append((cfg.outputs["-run_report"], _run_report(sim, st, render_s)))
     try:
         for path, data in outputs:
             io.atomic_write(path, data)
             print(f"writing {path}")
     except OSError as exc:
         return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}", 1)
-    if os.environ.get("BRAGG_CORE_MEMORY_REPORT") == "1":  # for the benchmark suite
-        from ..engine import parallel
-
-        print(f"bragg_core: memory: workers_private_bytes={parallel.last_workers_private_bytes}",
-              file=sys.stderr)
     return 0
+
+
+def _run_report(sim, st, render_s: float) -> bytes:
+    """What a run did, as JSON: counts, statistics, workers and the memory forked workers added."""
+    import dataclasses
+    import json
+
+    s = sim.setup
+    info = sim.info
+    report = {
+        "pixels": [s.detector.spixels, s.detector.fpixels], "sources": s.n_sources,
+        "mosaic_domains": s.n_mosaic, "phi_steps": int(s.phi.count), "oversample": s.oversample,
+        "sensor_layers": int(s.thick.count), "steps": s.steps,
+        "render_s": render_s, "stats": dataclasses.asdict(st),
+        "render": None if info is None else dataclasses.asdict(info),
+    }
+    return (json.dumps(report, indent=1) + "\n").encode()
 
 
 def _print_trace(setup, slow: int, fast: int) -> None:
@@ -178,7 +190,7 @@ def _print_trace(setup, slow: int, fast: int) -> None:
         print(f"TRACE {key} {flat}{more}")
 
 
-def _banded(image, setup, dtype, convert, rows_per_band=None, threads=True):
+def _banded(image, setup, dtype, convert, rows_per_band=None):
     """Apply ``convert(band, roi_mask)`` to bands of rows; returns the assembled array.
 
     Bands bound the temporaries of the conversions (float64 copies, masks) to

@@ -39,4 +39,5 @@ output:
 engine:
   -backend numpy|torch|cupy|jax|dask|array_api_strict  -device NAME  -dtype float32|float64
   -memory_budget MiB     working memory per tile and thread (default 16)
+  -run_report FILE       write what the run did as JSON (counts, statistics, workers, their memory)
 """
