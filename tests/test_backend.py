@@ -21,7 +21,7 @@ from bragg_core._backend import (
     resolve_backend,
     to_numpy,
 )
-from _helpers import assert_same_backend
+from bragg_core.testing import assert_same_backend
 
 
 def run_python(code: str) -> str:

@@ -52,7 +52,7 @@ import numpy as np
 import pytest
 
 import golden
-from _helpers import assert_same_backend
+from bragg_core.testing import assert_same_backend
 from bragg_core._backend import get_context, to_numpy
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.engine.setup import build_setup

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from _helpers import assert_same_backend
+from bragg_core.testing import assert_same_backend
 from bragg_core._backend import to_numpy
 from bragg_core.engine.render import render
 from bragg_core.engine.setup import build_setup

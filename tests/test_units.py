@@ -20,7 +20,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 
 from bragg_core import units as u
 from bragg_core._backend import to_numpy
-from _helpers import assert_close, assert_same_backend
+from bragg_core.testing import assert_close, assert_same_backend
 
 
 def magnitudes(lo, hi, signed=False):
