@@ -1,14 +1,19 @@
-"""Access to the reference outputs committed under tests/data/golden."""
+"""Access to the reference outputs committed under tests/data/golden.
+
+Each case folder is a golden case in the sense of ``bragg_core.testing``
+(``cmd.txt`` and the float image); the comparison and the backend selection are
+that module's, so the project's parity numbers and a user's are the same figures.
+"""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import shlex
 from functools import lru_cache
 
 import numpy as np
+
+from bragg_core.testing import backend_selected, image_figures, load_golden_case, read_reference_image
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden")
 
@@ -32,15 +37,13 @@ def case_dir(case: str) -> str:
 
 
 def args(case: str) -> list[str]:
-    with open(os.path.join(case_dir(case), "cmd.txt")) as fh:
-        return shlex.split(fh.read())
+    return list(load_golden_case(case_dir(case)).argv)
 
 
 def image(case: str) -> np.ndarray:
     info = next(c for c in manifest()["cases"] if c["id"] == case)
     shape = tuple(info["detector"]["image_shape_slow_fast"])
-    with gzip.open(os.path.join(case_dir(case), "image.bin.gz"), "rb") as fh:
-        return np.frombuffer(fh.read(), dtype="<f4").reshape(shape)
+    return read_reference_image(os.path.join(case_dir(case), "image.bin.gz"), shape)
 
 
 def stdout(case: str) -> str:
@@ -50,20 +53,8 @@ def stdout(case: str) -> str:
 
 def compare(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """(Pearson r, max |ours - ref| / max |ref|)."""
-    a = np.asarray(ours, dtype=np.float64).ravel()
-    b = np.asarray(ref, dtype=np.float64).ravel()
-    if a.std() == 0 or b.std() == 0:
-        r = 1.0 if np.array_equal(a, b) else 0.0
-    else:
-        r = float(np.corrcoef(a, b)[0, 1])
-    scale = float(np.abs(b).max()) or 1.0
-    return r, float(np.abs(a - b).max() / scale)
+    return tuple(image_figures(ours, ref))
 
 
-def backend_selected(name: str) -> bool:
-    """Whether BRAGG_BACKENDS (comma-separated library names or ids) selects this library."""
-    raw = os.environ.get("BRAGG_BACKENDS", "").strip()
-    if not raw:
-        return True
-    wanted = {w.strip() for w in raw.split(",")}
-    return name in wanted or any(w.startswith(name + "-") for w in wanted)
+__all__ = ["GOLDEN", "manifest", "case_ids", "order_dependent", "case_dir", "args", "image", "stdout", "compare",
+           "backend_selected"]

@@ -1,3 +1,3 @@
-"""Per-case parity numbers collected during a run (printed by the parity conftest)."""
+"""Per-case parity numbers collected during a run (written to a file by the parity conftest)."""
 
 RESULTS: list[tuple[str, float, float]] = []
