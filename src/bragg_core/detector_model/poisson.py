@@ -1,0 +1,152 @@
+"""Poisson deviates from counter-based uniforms, exact in distribution, vectorised over pixels.
+
+* mean < 10: inversion of the cumulative distribution with one uniform;
+* mean >= 10: Hormann's transformed rejection with squeeze (PTRS), each round
+  drawing two fresh uniforms per pixel (round r uses draws 1 + 2r, 2 + 2r), up
+  to 16 rounds (acceptance is about 0.9 per round; a pixel still pending after
+  16 rounds, probability about 1e-16, gets the rounded normal approximation);
+* mean <= 0 or NaN: 0.
+
+Loops run over inversion steps and rejection rounds, never over pixels.  On
+eager backends they stop as soon as every pixel is done; on lazy backends
+(JAX, Dask) they run to their bound.  Either way a pixel's deviate depends
+only on (seed, shot, pixel), so the result does not depend on the backend's
+laziness or on how the image is tiled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._backend import is_lazy
+from .counter_rng import STREAMS, stream_key, uniform
+
+__all__ = ["poisson", "log_factorial", "SMALL_MEAN", "MAX_ROUNDS", "MAX_STEPS"]
+
+SMALL_MEAN = 10.0
+MAX_ROUNDS = 16
+MAX_STEPS = 64   # P(X >= 64) < 1e-30 for a mean below 10
+_LOG_FACT = np.array([math.lgamma(k + 1.0) for k in range(33)])
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def log_factorial(xp, k, table):
+    """log(k!) for integer-valued float k >= 0: a table below 32, Stirling's series above (error < 1e-14)."""
+    x = k + 1.0
+    big = x >= 33.0
+    xs = xp.where(big, x, xp.full_like(x, 33.0))
+    inv = 1.0 / xs
+    inv2 = inv * inv
+    stirling = (xs - 0.5) * xp.log(xs) - xs + _HALF_LOG_2PI + inv * (1.0 / 12 - inv2 * (1.0 / 360 - inv2 / 1260))
+    idx = xp.astype(xp.clip(k, 0.0, 32.0), xp.int64)
+    return xp.where(big, stirling, xp.take(table, idx, axis=0))
+
+
+def _all(xp, mask) -> bool:
+    return bool(xp.all(mask))
+
+
+def _inversion(xp, lam, base, key, compact: bool):
+    """Deviates for means below SMALL_MEAN by inverting the cumulative distribution with one uniform."""
+    u = uniform(xp, base, key, lam.dtype)
+    p = xp.exp(-lam)
+    cdf = p
+    count = xp.zeros_like(lam)
+    res = xp.zeros_like(lam)
+    alive = xp.ones(lam.shape, dtype=xp.bool, device=_dev(lam))
+    for n in range(1, MAX_STEPS + 1):  # inversion steps
+        more = cdf < u
+        count = count + xp.astype(more, lam.dtype)
+        p = p * lam / float(n)
+        cdf = cdf + p
+        if compact and n % 4 == 0:  # eager backends: keep working on the pixels not yet done
+            res[alive] = count
+            still = cdf < u
+            alive = _narrow(xp, alive, still)
+            if not bool(xp.any(still)):
+                return res
+            u, p, cdf, count, lam = u[still], p[still], cdf[still], count[still], lam[still]
+    if compact:
+        res[alive] = count
+        return res
+    return count
+
+
+def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool):
+    """Deviates for means of at least SMALL_MEAN by transformed rejection (PTRS)."""
+    stream = STREAMS["poisson"]
+    dt = lam.dtype
+    table = xp.asarray(_LOG_FACT, dtype=dt, device=_dev(lam))
+    res = xp.zeros_like(lam)
+    pending = xp.ones(lam.shape, dtype=xp.bool, device=_dev(lam))
+    ll, bb = lam, base
+    for r in range(MAX_ROUNDS):  # rejection rounds
+        slam = xp.sqrt(ll)
+        b = 0.931 + 2.53 * slam
+        a = -0.059 + 0.02483 * b
+        U = uniform(xp, bb, stream_key(seed, stream, shot, 1 + 2 * r), dt) - 0.5
+        V = uniform(xp, bb, stream_key(seed, stream, shot, 2 + 2 * r), dt)
+        us = 0.5 - xp.abs(U)
+        k = xp.floor((2.0 * a / us + b) * U + ll + 0.43)
+        quick = (us >= 0.07) & (V <= 0.9277 - 3.6224 / (b - 2.0))
+        hopeless = (k < 0) | ((us < 0.013) & (V > us))
+        kk = xp.where(k < 0, xp.zeros_like(k), k)
+        lhs = xp.log(V) + xp.log(1.1239 + 1.1328 / (b - 3.4)) - xp.log(a / (us * us) + b)
+        rhs = -ll + kk * xp.log(ll) - log_factorial(xp, kk, table)
+        accept = quick | (~hopeless & (lhs <= rhs))
+        if compact:  # eager backends: the next round draws only for the pixels still pending
+            res[pending] = kk
+            left = ~accept
+            pending = _narrow(xp, pending, left)
+            if not bool(xp.any(left)):
+                return res
+            ll, bb = ll[left], bb[left]
+        else:
+            res = xp.where(pending & accept, kk, res)
+            pending = pending & ~accept
+    # still pending after MAX_ROUNDS rounds (probability ~1e-16 per pixel): rounded normal approximation
+    from .counter_rng import normal
+
+    approx = xp.floor(ll + xp.sqrt(ll) * normal(xp, bb, seed, stream, shot, 1 + 2 * MAX_ROUNDS, dt) + 0.5)
+    approx = xp.where(approx < 0, xp.zeros_like(approx), approx)
+    if compact:
+        res[pending] = approx
+        return res
+    return xp.where(pending, approx, res)
+
+
+def poisson(xp, mean, base, seed: int, shot: int):
+    """One Poisson deviate (float, same dtype) per element of ``mean`` (1-D); ``base`` = pixel_base of the pixels."""
+    lazy = is_lazy(mean)
+    key0 = stream_key(seed, STREAMS["poisson"], shot, 0)
+    ok = mean > 0  # also False for NaN
+    lam = xp.where(ok, mean, xp.zeros_like(mean))
+    small = ok & (lam < SMALL_MEAN)
+    large = ok & (lam >= SMALL_MEAN)
+    if lazy:  # JAX, Dask: fixed shapes, every loop to its bound
+        ls = xp.where(small, lam, xp.zeros_like(lam))
+        ll = xp.where(large, lam, xp.full_like(lam, SMALL_MEAN))
+        out = xp.where(small, _inversion(xp, ls, base, key0, False), xp.zeros_like(lam))
+        return xp.where(large, _ptrs(xp, ll, base, seed, shot, False), out)
+    # eager backends: work on the pixels of each regime only (boolean indexing)
+    out = xp.zeros_like(lam)
+    if bool(xp.any(small)):
+        out[small] = _inversion(xp, lam[small], base[small], key0, True)
+    if bool(xp.any(large)):
+        out[large] = _ptrs(xp, lam[large], base[large], seed, shot, True)
+    return out
+
+
+def _narrow(xp, mask, keep):
+    """The mask of the True entries of ``mask`` that ``keep`` (one value per True entry) keeps."""
+    out = xp.zeros_like(mask)
+    out[mask] = keep
+    return out
+
+
+def _dev(x):
+    from .._backend import _compat
+
+    return _compat().device(x)
