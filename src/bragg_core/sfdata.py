@@ -225,7 +225,8 @@ def fcalc(model: AtomicModel, wavelength_A: float, dmin_A: float, *, xyz_frac=No
     B = model.B_A2 if B_A2 is None else B_A2
     q = model.occupancy if occupancy is None else occupancy
     solvent_arrays = () if bulk_solvent is None else (bulk_solvent.k_sol, bulk_solvent.B_sol_A2)
-    ctx = get_context(x, B, q, fprime, fdoubleprime, *solvent_arrays, backend=backend, device=device, dtype=dtype)
+    given = [v for v in (x, B, q, fprime, fdoubleprime, *solvent_arrays) if not isinstance(v, np.ndarray)]
+    ctx = get_context(*given, backend=backend, device=device, dtype=dtype)   # host tables follow the caller
     A = ctx.asarray
     solvent = None
     if bulk_solvent is not None:
@@ -248,11 +249,14 @@ def fcalc_gemmi_complex(model: AtomicModel, wavelength_A: float, plan: FcalcPlan
                         bulk_solvent: BulkSolvent | None = None):
     """Complex ``(F(h), F(-h))`` at ``plan.hkl`` from gemmi's direct-summation calculator.
 
-    gemmi adds ``f'`` (its addends) but not ``f''``; the ``f''`` term is
-    added per element: with ``F_e`` the structure factor of the atoms of
-    element ``e`` alone (real scattering factor ``f0_e + f'_e``),
-    ``F(h) = sum_e (1 + i f''_e / (f0_e + f'_e)) F_e(h)`` and
-    ``F(-h) = sum_e (1 + i f''_e / (f0_e + f'_e)) conj(F_e(h))``.
+    gemmi sums over the atoms and the cell's symmetry images, one element at
+    a time: ``F_e(h) = (f0_e + f'_e) G_e(h)`` with ``G_e`` the sum of
+    ``q exp(-B s^2) exp(2 pi i h.x)`` over the atoms of element ``e``.  gemmi
+    evaluates ``f0_e + f'_e`` in single precision and has no ``f''``; both
+    are put right per element from ``G_e = F_e / (f0_e + f'_e)`` (the
+    divisor as gemmi formed it):
+    ``F(h) = sum_e (f0_e + f'_e + i f''_e) G_e(h)`` with ``f0_e`` in double
+    precision, and ``F(-h) = sum_e (f0_e + f'_e + i f''_e) conj(G_e(h))``.
     """
     import gemmi
 
@@ -265,19 +269,21 @@ def fcalc_gemmi_complex(model: AtomicModel, wavelength_A: float, plan: FcalcPlan
         add.set(gemmi.Element(name), float(v))
     calc.addends = add
     hkl = [list(map(int, h)) for h in plan.hkl]
+    stol2 = np.array([st.cell.calculate_1_d2(h) / 4.0 for h in hkl])      # as gemmi computes it
+    f0 = model.it92_c[None, :] + np.sum(model.it92_a[None] * np.exp(-model.it92_b[None] * plan.stol2[:, None, None]),
+                                        axis=-1)                          # (M, E), double precision
     Fp = np.zeros(len(hkl), dtype=np.complex128)
     Fm = np.zeros(len(hkl), dtype=np.complex128)
     for e, name in enumerate(model.elements):
         sub = gemmi.Selection(f"[{name}]").copy_model_selection(st[0])
         Fe = np.array([calc.calculate_sf_from_model(sub, h) for h in hkl], dtype=np.complex128)
-        if fpp[e] != 0.0:
-            coef = gemmi.Element(name).it92
-            f_real = np.array([coef.calculate_sf(float(s)) for s in plan.stol2]) + fp[e]
-            factor = 1.0 + 1j * fpp[e] / f_real
-        else:
-            factor = 1.0
-        Fp += factor * Fe
-        Fm += factor * np.conj(Fe)
+        coef = gemmi.Element(name).it92
+        f_single = np.array([np.float32(coef.calculate_sf(float(s))) + np.float32(add.get(gemmi.Element(name)))
+                             for s in stol2], dtype=np.float32).astype(np.float64)
+        G = Fe / f_single
+        f = f0[:, e] + fp[e] + 1j * fpp[e]
+        Fp += f * G
+        Fm += f * np.conj(G)
     if bulk_solvent is not None:
         m_re, m_im = _solvent_mask_F(model, plan)
         scale = float(bulk_solvent.k_sol) * np.exp(-float(bulk_solvent.B_sol_A2) * plan.stol2)
