@@ -24,6 +24,17 @@ _LAZY = {
     "Crystal": "bragg_core.experiment",
     "ExperimentError": "bragg_core.experiment",
     "io": "bragg_core.io",
+    # structure factors from reflection files and atomic models (needs gemmi: the 'models' extra)
+    "structure_factors_from_mtz": "bragg_core.sfdata",
+    "structure_factors_from_sfcif": "bragg_core.sfdata",
+    "structure_factors_from_hkl": "bragg_core.sfdata",
+    "structure_factors_from_model": "bragg_core.sfdata",
+    "fcalc": "bragg_core.sfdata",
+    "fcalc_gemmi": "bragg_core.sfdata",
+    "fcalc_plan": "bragg_core.sfdata",
+    "read_model": "bragg_core.sfdata",
+    "detector_dmin_A": "bragg_core.sfdata",
+    "BulkSolvent": "bragg_core.sfdata",
 }
 
 
