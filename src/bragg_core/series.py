@@ -1,0 +1,85 @@
+"""Rotation series: N consecutive images in one run.
+
+Image ``i`` (0-based) starts at ``phi + i * osc`` and covers one oscillation
+in the experiment's phi steps; everything else is the experiment's.  Output
+names carry the image number: every run of ``#`` in a name is replaced by
+the 1-based image number zero-padded to the run's length
+(``img_####.img`` -> ``img_0001.img`` ...).  Inputs (structure factors,
+source files, masks) are read once; each image re-derives only its own
+orientations (the geometry, a few small arrays) before rendering.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Iterator
+
+from .experiment import Experiment, ExperimentError
+
+__all__ = ["image_name", "series_experiments", "check_series_names", "dials_template", "simulate_series"]
+
+_RUN = re.compile(r"#+")
+
+
+def image_name(template: str, number: int) -> str:
+    """``template`` with every run of ``#`` replaced by ``number`` (1-based) zero-padded to the run's length.
+
+    A number with more digits than a run has is written in full.
+    """
+    if number < 0:
+        raise ValueError(f"image number must not be negative, got {number}")
+    return _RUN.sub(lambda m: f"{number:0{len(m.group(0))}d}", template)
+
+
+def dials_template(template: str) -> str:
+    """The name as a DIALS template: the last run of ``#`` stays, earlier ones become image 1's digits."""
+    runs = list(_RUN.finditer(template))
+    if not runs:
+        return template
+    last = runs[-1]
+    head = image_name(template[:last.start()], 1)
+    return head + template[last.start():]
+
+
+def check_series_names(names: dict, n_images: int) -> None:
+    """Every output name must tell the images apart when more than one image is written.
+
+    ``names`` maps a flag (``-noisefile``) to its file name.  Raises
+    ValueError naming the flag.
+    """
+    if n_images <= 1:
+        return
+    for flag, name in names.items():
+        if not _RUN.search(name):
+            raise ValueError(f"{flag} {name!r}: with -nimages {n_images} the name needs a run of '#' "
+                             "for the image number (e.g. img_####.img)")
+
+
+def series_experiments(experiment: Experiment, n_images: int) -> Iterator[Experiment]:
+    """The experiment of each image: phi start moved on by one oscillation per image."""
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
+        raise ExperimentError(f"number of images must be a positive integer, got {n_images!r}")
+    cr = experiment.crystal
+    if n_images > 1 and (cr.osc_deg is None or float(cr.osc_deg) == 0.0):
+        raise ExperimentError("a series of images needs an oscillation (Crystal.osc_deg, -osc) per image")
+    for i in range(n_images):
+        if i == 0:
+            yield experiment
+        else:
+            yield Experiment(beam=experiment.beam, detector=experiment.detector,
+                             crystal=replace(cr, phi_start_deg=cr.phi_start_deg + i * cr.osc_deg))
+
+
+def simulate_series(experiment: Experiment, n_images: int, detector=None, **kwargs):
+    """Yield each image's simulation in order (:func:`bragg_core.panels.simulate_panels` with ``detector``
+    for several panels, else :func:`bragg_core.simulate`)."""
+    from .simulate import simulate
+
+    for exp in series_experiments(experiment, n_images):
+        if detector is None:
+            yield simulate(exp, **kwargs)
+        else:
+            from .panels import simulate_panels
+
+            yield simulate_panels(exp, detector, **kwargs)
