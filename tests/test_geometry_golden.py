@@ -51,14 +51,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import golden
-from bragg_core.testing import assert_same_backend
 from bragg_core._backend import get_context, to_numpy
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.engine.setup import build_setup
 from bragg_core.geometry import detector as detector_mod
 from bragg_core.geometry.detector import detector_geometry
-from bragg_core.geometry.vectors import cross, rotate_xyz
+from bragg_core.geometry.vectors import rotate_xyz
+from bragg_core.testing import assert_same_backend
+
+import golden
 
 RAD = 180.0 / math.pi
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bragg_core.testing import assert_same_backend
 from bragg_core._backend import to_numpy
 from bragg_core.engine.render import render
 from bragg_core.engine.setup import build_setup
@@ -28,7 +27,8 @@ from bragg_core.engine.trace import trace_pixel
 from bragg_core.experiment import CONVENTIONS, Beam, Crystal, Detector, Experiment, ExperimentError
 from bragg_core.geometry.crystal import cell_geometry
 from bragg_core.geometry.detector import detector_geometry
-from bragg_core.geometry.vectors import cross, dot, norm, rotate_axis, rotate_xyz
+from bragg_core.geometry.vectors import dot, norm, rotate_axis, rotate_xyz
+from bragg_core.testing import assert_same_backend
 
 angles_deg = st.floats(-360.0, 360.0, allow_nan=False)
 angles_rad = st.floats(-2 * math.pi, 2 * math.pi, allow_nan=False)

@@ -289,7 +289,7 @@ def test_sincg_at_integer_index():
 
     for N_array in (False, True):
         def f(h, n):
-            return sincg(torch, h, nearest_index(torch, h), n if N_array else 5.0)
+            return sincg(torch, h, nearest_index(torch, h), n if N_array else 5.0)  # noqa: B023 (used in this pass)
 
         # value N (-1)^((N-1) h0) and zero slope at every integer, also at h = 0
         y, (gh, gn) = _grad(f, [0.0, 3.0, -2.0], 5.0)

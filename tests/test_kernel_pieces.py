@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bragg_core import numerics
 from bragg_core._backend import get_context
 from bragg_core.cli.args import build_config, parse_args
-from bragg_core import numerics
 from bragg_core.engine.inputs import kernel_inputs
 from bragg_core.engine.miller import MillerTile
 from bragg_core.engine.paths import ExplicitPaths, FlatPaths
@@ -137,7 +137,8 @@ def test_stable_miller_indices_against_extended_precision(name):
         hkl = MillerTile(k, paths, r, 1.0 / r, stable=stable)(0, 1000)
         errs[stable] = [float(np.max(np.abs(got.astype(LD) - ref))) for got, ref in zip(hkl, exact)]
         assert all(got.shape == ref.shape for got, ref in zip(hkl, exact))
-    a_over_lam = float(np.max(np.linalg.norm(setup.orientations_m, axis=-1))) / float(np.min(setup.sources.wavelength_m))
+    a_over_lam = (float(np.max(np.linalg.norm(setup.orientations_m, axis=-1)))
+                  / float(np.min(setup.sources.wavelength_m)))
     # the remaining error comes from forming a_perp = a - (a . i) i (exact when the beam is
     # along a frame axis); the difference form carries ~|a| / lambda ulp(1) on the beam-axis index
     assert max(errs[True]) <= 2.5 * np.finfo(np.float64).eps * a_over_lam

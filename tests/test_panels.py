@@ -25,8 +25,15 @@ import pytest
 from bragg_core import simulate
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.experiment import Experiment
-from bragg_core.panels import (MultiPanelDetector, Panel, PanelError, panel_detector, panel_from_detector,
-                               simulate_panels, write_panels_floatfile)
+from bragg_core.panels import (
+    MultiPanelDetector,
+    Panel,
+    PanelError,
+    panel_detector,
+    panel_from_detector,
+    simulate_panels,
+    write_panels_floatfile,
+)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from panel_layouts import COMMON, LAYOUTS, panel_flags  # noqa: E402

@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 
-import numpy as np
 import pytest
 
 from bragg_core.engine import parallel

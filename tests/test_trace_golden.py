@@ -29,12 +29,13 @@ import re
 import numpy as np
 import pytest
 
-import golden
 from bragg_core._backend import get_context, to_numpy
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.engine.setup import build_setup
 from bragg_core.engine.trace import trace_pixel
 from bragg_core.physics import lattice
+
+import golden
 
 RTOL = 1e-10
 ATOL_REL = 1e-15  # absolute floor, relative to the magnitude of the quantity's terms
@@ -184,7 +185,7 @@ def _check_trace(case, setup, path, slow, fast):
             fl_scale = n_ax[0] * n_ax[1] * n_ax[2]
 
             def per_axis(h, i):
-                return lattice.sincg(np, np.asarray(h[i]), np.ceil(h[i] - 0.5), n_ax[i]) if n_ax[i] > 1 else 1.0
+                return lattice.sincg(np, np.asarray(h[i]), np.ceil(h[i] - 0.5), n_ax[i]) if n_ax[i] > 1 else 1.0  # noqa: B023
 
             for i, axis in enumerate("abc"):
                 f_ax = tr["F_latt_abc"][t, s, i] if q0 == 0 else per_axis(hkl, i)

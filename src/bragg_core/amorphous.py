@@ -98,7 +98,8 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
             bad = not float(v) > 0 if name == "molecular_weight" else not float(v) >= 0
             if bad or math.isinf(float(v)):
                 raise ExperimentError(f"amorphous_background: {name} must be a finite "
-                                      f"{'positive' if name == 'molecular_weight' else 'non-negative'} number, got {v!r}")
+                                      f"{'positive' if name == 'molecular_weight' else 'non-negative'} number, "
+                                      f"got {v!r}")
     params = (thickness_mm, width_mm, height_mm, density, mw, molecules)
     ctx: Context = get_context(*_experiment_arrays(experiment), *_arrays(*params),
                                backend=backend, device=device, dtype=dtype)

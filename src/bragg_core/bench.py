@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -268,8 +267,8 @@ def worker(spec: dict) -> dict:
 
 def _counts(argv: list[str]) -> dict:
     """Sampling counts of a case from the setup alone (no image rendered)."""
-    from bragg_core.cli.args import build_config, parse_args
     from bragg_core._backend import get_context
+    from bragg_core.cli.args import build_config, parse_args
     from bragg_core.engine.setup import build_setup
 
     cfg = build_config(parse_args(argv), ".")
@@ -477,7 +476,8 @@ def _run_case(case, argv, backends, dtypes, rounds, ref, args, keep, report) -> 
                     m = run_measured(cmd, d, _env(args.threads, b, dt), args.timeout, run_report="run.json")
                     m["loadavg_after"] = _loadavg()
                     whole[c].append(m)
-                    _log(f"[{case}] whole {b} {dt}: {m['wall_s']:.3f} s, peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB")
+                    _log(f"[{case}] whole {b} {dt}: {m['wall_s']:.3f} s, "
+                         f"peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB")
                     if rnd == 0 and ref_image is not None:
                         ours = _read_float_image(os.path.join(d, "out.bin"), (fp, sp))
                         refimg = _read_float_image(ref_image, (fp, sp))
@@ -640,7 +640,8 @@ def markdown(reports: list[dict]) -> str:
             ppp = rep["cases"].get(r["case"], {}).get("paths_per_pixel")
             lines.append(
                 f"| {r['case']} | {ppp} | {r['backend']} | {r['dtype']} | {f(w.get('median_s'), '.3g')} | "
-                f"{f(s.get('median_s'), '.3g')} ({f(s.get('first_call_s'), '.3g')}) | {f(ref.get('median_s'), '.3g')} | "
+                f"{f(s.get('median_s'), '.3g')} ({f(s.get('first_call_s'), '.3g')}) | "
+                f"{f(ref.get('median_s'), '.3g')} | "
                 f"{f(r.get('ratio_whole'), '.2f')} | {f(r.get('ratio_steady'), '.2f')} | "
                 f"{f(r.get('pixels_per_s'), '.2f', 1e6)} | {f(r.get('paths_per_s'), '.1f', 1e6)} | "
                 f"{f(w.get('peak_rss_bytes'), '.0f', 2**20)} / {f(s.get('peak_rss_bytes'), '.0f', 2**20)} | "

@@ -236,8 +236,8 @@ def _run(argv) -> int:
     from ._backend import BackendError, enable_float64, to_numpy
     from .amorphous import amorphous_background
     from .detector_model import DetectorModel, apply_detector_model
-    from .io import atomic_write, write_floatfile
-    from .io.pgm import pgm_bytes, image_statistics, pgm_auto_scale
+    from .io import atomic_write
+    from .io.pgm import image_statistics, pgm_auto_scale, pgm_bytes
 
     exp, kw, o = build_request(argv)
     backend, dtype = o.get("-backend"), o.get("-dtype", "float64")

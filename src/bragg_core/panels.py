@@ -268,7 +268,6 @@ def panel_stats(psim: PanelSimulation) -> PanelStats:
     with the pixel counts (the rmsd from the panels' sums of squares about the
     common mean), so no panel is copied.
     """
-    from ._backend import to_numpy
 
     n_tot, nr_tot, s_tot, ss_tot = 0, 0, 0.0, 0.0
     best = (-1.0, 0, 0.0, 0.0)

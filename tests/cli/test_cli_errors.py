@@ -152,7 +152,8 @@ def test_trace_pixel_prints_the_reference_quantities(tmp_path, capsys):
 
 
 def test_img_and_mask_headers(tmp_path, capsys):
-    """-img takes the camera from an SMV header; -mask also skips its zero pixels (Y centre measured from the far edge)."""
+    """-img takes the camera from an SMV header; -mask also skips its zero pixels
+    (Y centre measured from the far edge)."""
     import numpy as np
 
     from bragg_core import io

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-import golden  # noqa: E402
-
 from bragg_core.cli.main import main  # noqa: E402
+
+import golden  # noqa: E402
 
 HEADER_CASES = [c for c in golden.case_ids() if os.path.exists(os.path.join(golden.case_dir(c), "smv_header.txt"))]
 # header values computed from the float image (none: every SMV key is geometry)

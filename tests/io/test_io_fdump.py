@@ -3,10 +3,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bragg_core.io import (
-    FdumpFormatError, StructureFactorGrid, fdump_bytes, parse_fdump, read_fdump, read_hkl,
+    FdumpFormatError,
+    StructureFactorGrid,
+    fdump_bytes,
+    parse_fdump,
+    read_fdump,
+    read_hkl,
     write_fdump,
 )
 

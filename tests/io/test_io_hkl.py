@@ -4,10 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bragg_core.io import (
-    HKLFormatError, NonIntegerIndexWarning, StructureFactorGrid, parse_hkl, read_hkl,
+    HKLFormatError,
+    NonIntegerIndexWarning,
+    StructureFactorGrid,
+    parse_hkl,
+    read_hkl,
 )
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"

@@ -3,10 +3,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bragg_core.io import (
-    MatFormatError, parse_mosflm_matrix, read_mosflm_matrix, reciprocal_vectors_from_mosflm,
+    MatFormatError,
+    parse_mosflm_matrix,
+    read_mosflm_matrix,
+    reciprocal_vectors_from_mosflm,
 )
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"

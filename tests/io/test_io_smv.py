@@ -4,11 +4,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bragg_core.io import (
-    SMVFormatError, SMVHeader, c_format_g, int_image, int_image_scale, parse_smv,
-    parse_smv_header, read_smv, smv_header, write_smv,
+    SMVFormatError,
+    SMVHeader,
+    c_format_g,
+    int_image,
+    int_image_scale,
+    parse_smv,
+    parse_smv_header,
+    read_smv,
+    smv_header,
+    write_smv,
 )
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bragg_core.io import SourceFileFormatError, Sources, parse_sourcefile, read_sourcefile
 

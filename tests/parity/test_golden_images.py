@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-import golden  # noqa: E402
-
 from bragg_core.cli.main import main  # noqa: E402
+
+import golden  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _record import RESULTS  # noqa: E402

@@ -12,10 +12,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-import golden  # noqa: E402
-
-from bragg_core._backend import to_numpy  # noqa: E402
 from bragg_core import simulate_args  # noqa: E402
+from bragg_core._backend import to_numpy  # noqa: E402
+
+import golden  # noqa: E402
 
 
 def _img(argv, case):

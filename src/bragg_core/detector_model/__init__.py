@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from .._backend import Context, geometry_context, get_context, host_scalar, is_scalar
+from .._backend import Context, geometry_context, get_context, is_scalar
 from .counter_rng import STREAMS, normal, pixel_base
 from .poisson import poisson
 from .psf import apply_psf

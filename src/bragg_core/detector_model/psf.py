@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .._backend import host_scalar
 
 __all__ = ["erf", "psf_kernel", "auto_radius", "apply_psf", "FIBER_G_PER_FWHM"]

@@ -15,8 +15,7 @@ from .matfile import (
     read_mosflm_matrix,
     reciprocal_vectors_from_mosflm,
 )
-from .pgm import (ImageStatistics, image_statistics, pgm_auto_scale, pgm_bytes, pgm_header, pgm_pixels,
-                  write_pgm)
+from .pgm import ImageStatistics, image_statistics, pgm_auto_scale, pgm_bytes, pgm_header, pgm_pixels, write_pgm
 from .smv import (
     SMVFormatError,
     SMVHeader,

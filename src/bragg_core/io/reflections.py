@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._text import read_text
 from .grid import StructureFactorGrid
 from .hkl import MAX_GRID_CELLS, parse_hkl
-from ._text import read_text
 from .symmetry import SymmetryError, _gemmi, expand_to_p1, space_group_ops
 
 __all__ = ["ReflectionFileError", "Reflections", "read_mtz", "read_sfcif", "read_hkl_reflections",

@@ -53,7 +53,10 @@ class SpaceGroupOps:
     gemmi_ops: object
 
     def systematically_absent(self, hkl: np.ndarray) -> np.ndarray:
-        """True where ``hkl`` (N, 3) is a systematic absence: some operator with ``h R = h`` has ``h.t`` not integral."""
+        """True where ``hkl`` (N, 3) is a systematic absence.
+
+        That is, some operator with ``h R = h`` has ``h.t`` not integral.
+        """
         hkl = np.asarray(hkl, dtype=np.int64)
         absent = np.zeros(hkl.shape[0], dtype=bool)
         for R, t in zip(self.rot, self.tran):
