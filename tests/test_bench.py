@@ -118,3 +118,23 @@ def test_bad_options_are_refused(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "bragg_core.bench", "--quick", *argv],
                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert proc.returncode != 0, argv
+
+
+def test_summarize_without_a_report_is_one_line_and_status_2(tmp_path):
+    (tmp_path / "notjson.json").write_text("{")
+    (tmp_path / "other.json").write_text('{"cases": []}')
+    for argv, words in ((["MISSING.json"], "MISSING.json: No such file or directory"), ([], "needs one or more"),
+                        (["notjson.json"], "notjson.json: Expecting"), (["other.json"], "not a benchmark report")):
+        proc = subprocess.run([sys.executable, "-m", "bragg_core.bench", "--summarize", *argv],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stdout == ""
+
+
+def test_summarize_a_report(report):
+    proc = subprocess.run([sys.executable, "-m", "bragg_core.bench", "--summarize", str(report["_out"] / "bench.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ")]
+    assert len(rows) == 1 + len(report["results"])

@@ -654,13 +654,25 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _usage_error(message: str) -> int:
+    print(f"python -m bragg_core.bench: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--summarize"]:  # markdown table from saved reports
         reports = []
+        if not argv[1:]:
+            return _usage_error("--summarize needs one or more report files (bench.json, written by --out DIR)")
         for path in argv[1:]:
-            with open(path) as fh:
-                reports.append(json.load(fh))
+            try:
+                with open(path) as fh:
+                    reports.append(json.load(fh))
+            except (OSError, ValueError) as exc:
+                return _usage_error(f"--summarize: {path}: {getattr(exc, 'strerror', None) or exc}")
+            if not isinstance(reports[-1], dict) or not {"results", "reference", "cases"} <= set(reports[-1]):
+                return _usage_error(f"--summarize: {path}: not a benchmark report (no results, reference, cases)")
         print(markdown(reports))
         return 0
     if argv[:1] == ["--_worker"]:  # internal: one steady-state measurement in this fresh process
