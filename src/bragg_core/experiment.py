@@ -5,9 +5,12 @@ command line both build these; every value is checked once, when built, and
 an invalid one raises :class:`ExperimentError` naming the field and the value.
 
 Continuous quantities may be Python numbers or arrays of any backend (a torch
-tensor that requires grad, a JAX tracer); arrays are not value-checked beyond
-their shape, so that tracing and autograd are never broken.  Discrete choices
-(convention, shape, counts) are plain Python values.
+tensor that requires grad, a JAX tracer).  An array whose values can be read
+on the host without breaking anything (NumPy, a concrete torch/JAX/CuPy array)
+is checked like a number; a JAX tracer and a lazy Dask array are checked by
+shape only, so that tracing and autograd are never broken and nothing is
+computed early.  Discrete choices (convention, shape, counts) are plain Python
+values.
 """
 
 from __future__ import annotations
@@ -42,6 +45,52 @@ def _is_num(v):
     return is_scalar(v) and not isinstance(v, bool)
 
 
+def _host_view(v):
+    """The values of an array as float64 NumPy, or None where reading them is not harmless.
+
+    A JAX tracer has no values; a Dask array would be computed; a torch
+    tensor on the meta device has none.  Reading a tensor that requires grad
+    (detached) changes nothing in its graph.
+    """
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        arr = v
+    else:
+        mod = type(v).__module__.split(".")[0]
+        if mod == "dask":
+            return None
+        try:
+            from ._backend import to_numpy
+
+            arr = to_numpy(v)
+        except Exception:  # a tracer, a meta tensor, a device without a host copy
+            return None
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_values(obj, fld, vals, shown, *, positive=False, nonneg=False, allow_inf=False):
+    """Finiteness and sign of host values (a float or a float64 array)."""
+    import numpy as np
+
+    a = np.asarray(vals, dtype=np.float64)
+    if np.isnan(a).any() or (np.isinf(a).any() and not allow_inf):
+        raise ExperimentError(f"{_name(obj, fld)} must be finite, got {shown!r}")
+    if positive and not (a > 0).all():
+        raise ExperimentError(f"{_name(obj, fld)} must be positive, got {shown!r}")
+    if nonneg and (a < 0).any():
+        raise ExperimentError(f"{_name(obj, fld)} must not be negative, got {shown!r}")
+
+
+def np_isfinite_all(a) -> bool:
+    import numpy as np
+
+    return bool(np.isfinite(a).all())
+
+
 def _check_number(obj, fld, *, positive=False, nonneg=False, allow_none=False, allow_inf=False):
     v = getattr(obj, fld)
     if v is None:
@@ -49,16 +98,17 @@ def _check_number(obj, fld, *, positive=False, nonneg=False, allow_none=False, a
             return
         raise ExperimentError(f"{_name(obj, fld)} is required")
     if not _is_num(v):
-        if hasattr(v, "shape"):
-            return  # an array: checked by shape where it is used
-        raise ExperimentError(f"{_name(obj, fld)} must be a number, got {v!r}")
-    x = float(v)
-    if math.isnan(x) or (math.isinf(x) and not allow_inf):
-        raise ExperimentError(f"{_name(obj, fld)} must be finite, got {v!r}")
-    if positive and not x > 0:
-        raise ExperimentError(f"{_name(obj, fld)} must be positive, got {v!r}")
-    if nonneg and x < 0:
-        raise ExperimentError(f"{_name(obj, fld)} must not be negative, got {v!r}")
+        if not hasattr(v, "shape") or isinstance(v, str):
+            raise ExperimentError(f"{_name(obj, fld)} must be a number, got {v!r}")
+        shape = tuple(v.shape)
+        if shape not in ((), (1,)):
+            raise ExperimentError(f"{_name(obj, fld)} must be a single number (shape () or (1,)), "
+                                  f"got an array of shape {shape}")
+        host = _host_view(v)
+        if host is not None:
+            _check_values(obj, fld, host, v, positive=positive, nonneg=nonneg, allow_inf=allow_inf)
+        return
+    _check_values(obj, fld, float(v), v, positive=positive, nonneg=nonneg, allow_inf=allow_inf)
 
 
 def _check_vector(obj, fld, n=3, *, nonzero=False, allow_none=True):
@@ -70,7 +120,14 @@ def _check_vector(obj, fld, n=3, *, nonzero=False, allow_none=True):
     if hasattr(v, "shape") and not isinstance(v, (tuple, list)):
         if tuple(v.shape) != (n,):
             raise ExperimentError(f"{_name(obj, fld)} must have shape ({n},), got {tuple(v.shape)}")
+        host = _host_view(v)
+        if host is not None:
+            _check_values(obj, fld, host, v)
+            if nonzero and not host.any():
+                raise ExperimentError(f"{_name(obj, fld)} must not be a zero-length vector, got {v!r}")
         return
+    if isinstance(v, (str, bytes)):
+        raise ExperimentError(f"{_name(obj, fld)} must be {n} numbers, got {v!r}")
     try:
         if len(v) != n:
             raise ExperimentError(f"{_name(obj, fld)} must be {n} numbers, got {v!r}")
@@ -104,7 +161,10 @@ def _check_pair(obj, fld):
                 raise ExperimentError(f"{_name(obj, fld)} must be finite numbers, got {v!r}")
 
 
-def _check_int(obj, fld, *, minimum=None, allow_none=True):
+INT_MAX = 2**31 - 1  # counts and seeds are C ints in the reference
+
+
+def _check_int(obj, fld, *, minimum=None, maximum=INT_MAX, allow_none=True):
     v = getattr(obj, fld)
     if v is None:
         if allow_none:
@@ -114,6 +174,16 @@ def _check_int(obj, fld, *, minimum=None, allow_none=True):
         raise ExperimentError(f"{_name(obj, fld)} must be an integer, got {v!r}")
     if minimum is not None and v < minimum:
         raise ExperimentError(f"{_name(obj, fld)} must be at least {minimum}, got {v!r}")
+    if maximum is not None and v > maximum:
+        raise ExperimentError(f"{_name(obj, fld)} must be at most {maximum}, got {v!r}")
+
+
+def _check_bool(obj, fld, allow_none=False):
+    v = getattr(obj, fld)
+    if v is None and allow_none:
+        return
+    if not isinstance(v, bool):
+        raise ExperimentError(f"{_name(obj, fld)} must be True or False, got {v!r}")
 
 
 def _check_choice(obj, fld, choices):
@@ -160,6 +230,16 @@ class Beam:
         _check_number(self, "beam_size_mm", nonneg=True)
         _check_number(self, "kahn_factor")
         _check_number(self, "dispersion_percent", nonneg=True)
+        d = self.dispersion_percent
+        d_host = float(d) if _is_num(d) else None
+        if d_host is None and hasattr(d, "shape"):
+            h = _host_view(d)
+            d_host = None if h is None else float(h.reshape(-1)[0])
+        if d_host is not None and d_host >= 200.0:
+            raise ExperimentError(f"Beam.dispersion_percent must be below 200 (the shortest wavelength "
+                                  f"would be zero or less), got {d!r}")
+        _check_bool(self, "polarization_correction")
+        _check_bool(self, "round_divergence")
         for f in ("hdiv_range_mrad", "vdiv_range_mrad", "hdiv_step_mrad", "vdiv_step_mrad"):
             _check_number(self, f, allow_none=True, nonneg=True)
         for f in ("dispersion_steps", "hdiv_steps", "vdiv_steps"):
@@ -169,6 +249,26 @@ class Beam:
             raise ExperimentError(
                 "Beam.source_positions_m and Beam.source_wavelengths_A must be given together"
             )
+        if self.source_positions_m is not None:
+            self._check_sources()
+
+    def _check_sources(self):
+        pos, lam = self.source_positions_m, self.source_wavelengths_A
+        ps, ls = tuple(getattr(pos, "shape", ())), tuple(getattr(lam, "shape", ()))
+        if len(ps) != 2 or ps[1] != 3 or ps[0] < 1:
+            raise ExperimentError(f"Beam.source_positions_m must be an array of shape (n, 3) with n >= 1, "
+                                  f"got shape {ps}")
+        if ls != (ps[0],):
+            raise ExperimentError(f"Beam.source_wavelengths_A must have shape ({ps[0]},) like the "
+                                  f"positions, got shape {ls}")
+        p, w = _host_view(pos), _host_view(lam)
+        if p is not None:
+            _check_values(self, "source_positions_m", p, f"values from {p.min():g} to {p.max():g}")
+            if not (p * p).sum(axis=1).all():
+                raise ExperimentError("Beam.source_positions_m has a source at the sample position (0, 0, 0)")
+        if w is not None:
+            _check_values(self, "source_wavelengths_A", w, f"values from {w.min():g} to {w.max():g}",
+                          positive=True)
 
 
 @dataclass(frozen=True)
@@ -235,8 +335,12 @@ class Detector:
         _check_int(self, "thickness_steps", minimum=0)
         _check_number(self, "attenuation_depth_um", allow_none=True, nonneg=True, allow_inf=True)
         _check_int(self, "oversample", minimum=0)
+        for f in ("curved", "point_pixel", "oversample_omega", "oversample_polar", "oversample_thick"):
+            _check_bool(self, f)
         if self.roi is not None:
-            if len(self.roi) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.roi):
+            roi = self.roi
+            if (not isinstance(roi, (tuple, list)) or len(roi) != 4
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in roi)):
                 raise ExperimentError(f"Detector.roi must be four integers (xmin xmax ymin ymax), got {self.roi!r}")
         if self.mask is not None and tuple(getattr(self.mask, "shape", ())) != (self.spixels, self.fpixels):
             raise ExperimentError(
@@ -284,11 +388,15 @@ class Crystal:
         if self.cell_A_deg is not None:
             _check_vector(self, "cell_A_deg", 6)
             cell = self.cell_A_deg
-            if (not hasattr(cell, "shape") or isinstance(cell, (tuple, list))) and not any(
-                    _is_array_member(x) for x in cell):
+            vals = None
+            if hasattr(cell, "shape") and not isinstance(cell, (tuple, list)):
+                host = _host_view(cell)
+                vals = None if host is None else [float(x) for x in host]
+            elif not any(_is_array_member(x) for x in cell):
                 vals = [float(x) for x in cell]
+            if vals is not None:
                 if any(x <= 0 for x in vals[:3]):
-                    raise ExperimentError(f"Crystal.cell_A_deg lengths must be positive, got {tuple(cell)!r}")
+                    raise ExperimentError(f"Crystal.cell_A_deg lengths must be positive, got {tuple(vals)!r}")
                 if any(not 0 < x < 180 for x in vals[3:]):
                     raise ExperimentError(
                         f"Crystal.cell_A_deg angles must lie strictly between 0 and 180 degrees, got {tuple(cell)!r}"
@@ -299,20 +407,30 @@ class Crystal:
                 if not skew > 1e-12:
                     raise ExperimentError(f"Crystal.cell_A_deg has zero volume: {tuple(cell)!r}")
         if self.reciprocal_vectors_per_A is not None:
-            m = self.reciprocal_vectors_per_A
-            if tuple(getattr(m, "shape", (len(m), len(m[0])))) != (3, 3):
-                raise ExperimentError("Crystal.reciprocal_vectors_per_A must be a 3x3 matrix")
-            if not hasattr(m, "__array_namespace__") and not type(m).__module__.startswith(("torch", "jax")):
-                import numpy as np
-
-                arr = np.asarray(m, dtype=float)
-                if not np.all(np.isfinite(arr)) or abs(np.linalg.det(arr)) < 1e-300:
-                    raise ExperimentError("Crystal.reciprocal_vectors_per_A must be finite with non-zero volume")
+            self._check_reciprocal()
         _check_vector(self, "misset_deg", 3)
+        _check_bool(self, "misset_random")
+        _check_int(self, "misset_seed", minimum=-INT_MAX, allow_none=False)
+        _check_int(self, "mosaic_seed", minimum=-INT_MAX, allow_none=False)
         _check_vector(self, "N_cells", 3, allow_none=False)
         if not hasattr(self.N_cells, "shape") or isinstance(self.N_cells, (tuple, list)):
             if any(not (float(n) >= 0) for n in self.N_cells if not _is_array_member(n)):
                 raise ExperimentError(f"Crystal.N_cells must not be negative, got {tuple(self.N_cells)!r}")
+        else:
+            host = _host_view(self.N_cells)
+            if host is not None and (host < 0).any():
+                raise ExperimentError(f"Crystal.N_cells must not be negative, got {self.N_cells!r}")
+        if self.interpolate is not None:
+            _check_bool(self, "interpolate")
+        sf = self.structure_factors
+        if sf is not None and not all(hasattr(sf, a) for a in ("F", "h_min", "k_min", "l_min")):
+            raise ExperimentError("Crystal.structure_factors must be a StructureFactorGrid "
+                                  f"(bragg_core.io.StructureFactorGrid), got {type(sf).__name__}")
+        if sf is not None:
+            F = _host_view(sf.F)
+            if F is not None and not np_isfinite_all(F):
+                raise ExperimentError("Crystal.structure_factors holds NaN or infinite amplitudes "
+                                      "(the image would be NaN or infinite)")
         _check_vector(self, "size_mm", 3)
         _check_choice(self, "shape", SHAPES)
         _check_number(self, "fudge", positive=True)
@@ -324,6 +442,33 @@ class Crystal:
         _check_int(self, "phi_steps", minimum=0)
         _check_number(self, "default_F", nonneg=True)
         _check_number(self, "dmin_A", nonneg=True)
+
+
+    def _check_reciprocal(self):
+        import numpy as np
+
+        m = self.reciprocal_vectors_per_A
+        if hasattr(m, "shape") and not isinstance(m, (tuple, list)):
+            shape = tuple(m.shape)
+            arr = _host_view(m) if shape == (3, 3) else None
+        else:
+            try:
+                arr = np.asarray(m, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ExperimentError("Crystal.reciprocal_vectors_per_A must be a 3x3 matrix of numbers") from None
+            shape = arr.shape
+        if shape != (3, 3):
+            raise ExperimentError(f"Crystal.reciprocal_vectors_per_A must be a 3x3 matrix, got shape {shape}")
+        if arr is None:
+            return  # traced or lazy: checked where it is used
+        if not np.isfinite(arr).all():
+            raise ExperimentError("Crystal.reciprocal_vectors_per_A must be finite")
+        scale = float(np.abs(arr).max())
+        # volume relative to the rows' own size: a singular (or nearly so) matrix has no real-space cell
+        det = float(np.linalg.det(arr / scale)) if scale > 0 else 0.0
+        if not abs(det) > 1e-12:
+            raise ExperimentError("Crystal.reciprocal_vectors_per_A is singular (the three vectors have "
+                                  "zero volume); give independent reciprocal vectors")
 
 
 @dataclass(frozen=True)
@@ -347,6 +492,12 @@ class Experiment:
             if part not in parts or not name:
                 raise ExperimentError(f"unknown change {key!r}; use e.g. detector__distance_mm")
             parts[part][name] = val
+        for part, names in parts.items():
+            known = set(field_names(type(getattr(self, part))))
+            for name in names:
+                if name not in known:
+                    raise ExperimentError(f"unknown change {part}__{name}: {type(getattr(self, part)).__name__} "
+                                          f"has no field {name!r}")
         return Experiment(
             beam=replace(self.beam, **parts["beam"]),
             detector=replace(self.detector, **parts["detector"]),

@@ -7,13 +7,17 @@ minimal-standard Lehmer generator with a 32-entry Bays-Durham shuffle table
 reference, one shuffle table is shared by every stream of a run; a stream
 re-seeds it whenever it is called with a non-positive seed.
 
-These routines run once per simulation, sequentially, on the host; their
-results are moved to the compute device by the caller.
+These routines run once per simulation on the host; their results are moved
+to the compute device by the caller.  Many deviates at once
+(:meth:`ShuffledLehmer.uniforms`) cost one NumPy pass for the Lehmer states
+(jumping ahead by powers of the multiplier) and one tight loop for the
+shuffle table, whose every step depends on the previous output.
 """
 
 from __future__ import annotations
 
 import math
+from itertools import repeat
 
 import numpy as np
 
@@ -63,6 +67,41 @@ class ShuffledLehmer:
         seed[0] = idum
         temp = np.float32(_AM * self._iy)  # double product, stored as float
         return np.float32(_RNMX) if float(temp) > _RNMX else temp
+
+
+def _uniforms(self, seed: list[int], n: int) -> np.ndarray:
+    """The next ``n`` deviates as float32, equal to ``n`` calls of :meth:`ShuffledLehmer.uniform`.
+
+    One tight loop of integer steps (the shuffle makes every output depend on
+    the previous one), then the float conversion for all of them at once.
+    """
+    out = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return out
+    out[0] = self.uniform(seed)  # (re)seeds the table where the single call would
+    x, iy, iv = seed[0], self._iy, list(self._iv)
+    if n == 1:
+        return out
+    if not (0 < x < _IM and iy and all(0 < v < _IM for v in iv)):
+        # a degenerate seed (a multiple of the modulus): the single steps reseed as they go
+        for k in range(1, n):
+            out[k] = self.uniform(seed)
+        return out
+    ys = [0] * (n - 1)
+    a, m, shift = _IA, _IM, _NDIV.bit_length() - 1  # _NDIV is 2**26: j = iy // _NDIV = iy >> 26
+    for k in range(n - 1):
+        x = x * a % m  # Schrage's step computes exactly this for 0 < x < m
+        j = iy >> shift
+        iy = iv[j]
+        iv[j] = x
+        ys[k] = iy
+    self._iy, self._iv, seed[0] = iy, iv, x
+    temp = (_AM * np.array(ys, dtype=np.float64)).astype(np.float32)
+    out[1:] = np.where(temp.astype(np.float64) > _RNMX, np.float32(_RNMX), temp)
+    return out
+
+
+ShuffledLehmer.uniforms = _uniforms
 
 
 def cap_deviates(stream: ShuffledLehmer, seed: list[int]) -> tuple[tuple[float, float, float], float]:
@@ -151,10 +190,19 @@ def mosaic_deviates(n_domains: int, seed: int, stream: ShuffledLehmer | None = N
     """
     stream = stream or ShuffledLehmer()
     state = [int(seed)]
-    axes = np.zeros((n_domains, 3), dtype=np.float64)
-    fractions = np.zeros((n_domains,), dtype=np.float64)
-    for i in range(n_domains):  # sequential RNG: runs once, on the host
-        axes[i], fractions[i] = cap_deviates(stream, state)
+    u = stream.uniforms(state, 3 * n_domains).astype(np.float64).reshape(n_domains, 3)
+    r = 2.0 * u - 1.0
+    r1, r2, r3 = r[:, 0], r[:, 1], r[:, 2]
+    xyrad = np.sqrt(1.0 - r2 * r2)  # correctly rounded, as math.sqrt
+    # sin, cos and pow from the C library, element by element, as cap_deviates computes them
+    ang = (math.pi * r1).tolist()
+    sin = np.fromiter(map(math.sin, ang), dtype=np.float64, count=n_domains)
+    cos = np.fromiter(map(math.cos, ang), dtype=np.float64, count=n_domains)
+    base = (1.0 - r3 * r3).astype(np.float32).astype(np.float64).tolist()
+    third = float(np.float32(1.0 / 3.0))
+    root = np.fromiter(map(pow, base, repeat(third)), dtype=np.float64, count=n_domains)
+    axes = np.stack([xyrad * sin, xyrad * cos, r2], axis=-1)
+    fractions = root.astype(np.float32).astype(np.float64)
     return axes, fractions
 
 

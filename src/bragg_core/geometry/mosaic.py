@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import is_scalar
-from ..rng import ShuffledLehmer, cap_angle, mosaic_deviates
+from ..rng import ShuffledLehmer, mosaic_deviates
 from .vectors import rotation_matrix_axis
 
 
@@ -27,7 +27,8 @@ def mosaic_matrices(g, spread_rad, n_domains: int, seed: int, stream: ShuffledLe
     axes, fractions = mosaic_deviates(n_domains, seed, stream)
     fractions[:1] = 0.0  # domain 0: a zero angle gives exactly the identity
     if is_scalar(spread_rad):
-        angles = g.asarray(np.array([cap_angle(float(spread_rad), f) for f in fractions]))
+        # cap_angle for every domain: a single-precision product, as the reference rounds it
+        angles = g.asarray((np.float32(float(spread_rad)) * fractions.astype(np.float32)).astype(np.float64))
     else:
         angles = spread_rad * g.asarray(fractions)
     return rotation_matrix_axis(g.xp, g.asarray(axes), angles)

@@ -12,6 +12,20 @@ import math
 from dataclasses import dataclass
 
 
+MAX_COUNT = 2**31 - 1  # the reference's counts are C ints
+
+
+def _ceil_count(total: float, step: float, what: str) -> int:
+    """ceil(total / step) as a count; a ratio no int can hold is an error naming the quantity."""
+    ratio = total / step
+    if not ratio <= MAX_COUNT:  # also catches inf and NaN
+        from ..experiment import ExperimentError
+
+        raise ExperimentError(f"{what}: a range of {total:g} in steps of {step:g} is more than "
+                              f"{MAX_COUNT} steps")
+    return int(math.ceil(ratio))
+
+
 @dataclass(frozen=True)
 class Steps:
     range: float
@@ -45,7 +59,7 @@ def phi_steps(osc, step, count) -> Steps:
             return Steps(step, step, 2)
         if step <= 0:
             return Steps(osc, osc / 2.0, 2)
-        return Steps(osc, step, int(math.ceil(osc / step)))
+        return Steps(osc, step, _ceil_count(osc, step, "Crystal.phi_step_deg (phi steps over Crystal.osc_deg)"))
     if count == 0:
         count = 1
     if osc < 0:
@@ -58,7 +72,8 @@ def phi_steps(osc, step, count) -> Steps:
     return Steps(osc, step, count)
 
 
-def range_steps(rng, step, count, *, default_range=1.0, count_alone_centred=False) -> Steps:
+def range_steps(rng, step, count, *, default_range=1.0, count_alone_centred=False,
+                what: str = "a sampled range") -> Steps:
     """Divergence and dispersion: range, step, count with the reference's auto-selection.
 
     With a range and a count, the step is range/(count-1) (centred grid); with
@@ -77,7 +92,7 @@ def range_steps(rng, step, count, *, default_range=1.0, count_alone_centred=Fals
         elif step <= 0:
             out = Steps(rng, rng, 2)
         else:
-            out = Steps(rng, step, int(math.ceil(rng / step)))
+            out = Steps(rng, step, _ceil_count(rng, step, what))
     elif rng < 0:
         if step <= 0:
             out = Steps(default_range, default_range / count, count)
@@ -109,7 +124,7 @@ def thickness_steps(thick, step, count) -> Steps:
         elif step <= 0:
             out = Steps(thick, thick / 2, 2)
         else:
-            out = Steps(thick, step, int(math.ceil(thick / step)))
+            out = Steps(thick, step, _ceil_count(thick, step, "Detector.thickness_um (sensor layers)"))
     elif thick < 0:
         out = Steps(0.5e-6, 0.5e-6 / count, count) if step <= 0 else Steps(step, step, 2)
     elif step <= 0:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import host_only
-from ..experiment import Beam
+from ..experiment import Beam, ExperimentError
 from .sampling import Steps, range_steps
 from .vectors import cross, rotate_axis, unit
 
@@ -46,6 +46,10 @@ def divergence_offsets(h: Steps, v: Steps, round_div: bool) -> np.ndarray:
         test = test + (Vv * Vv - v.step * v.step / 4.0 * (1 - v.count % 2)) / v.range / v.range
         drop = round_div & (test * 4.0 > 1.1)  # NaN (a zero range) keeps the point
     keep = ~drop
+    if not keep.any():  # the reference would divide by zero sources
+        raise ExperimentError(
+            f"Beam.hdiv_steps/vdiv_steps: the round divergence cut keeps none of the {h.count} x {v.count} "
+            "grid points (one step spans the whole range); use at least 2 steps, or square divergence")
     return np.stack([H[keep], Vv[keep]], axis=-1)
 
 
@@ -63,9 +67,11 @@ def beam_sources(beam: Beam, beam_vec, polar_vec, g) -> Sources:
     mr = 1e-3
     # divergence and dispersion set the source grid on the host: not differentiable
     h = range_steps(_mr(beam.hdiv_range_mrad, "Beam.hdiv_range_mrad"),
-                    _mr(beam.hdiv_step_mrad, "Beam.hdiv_step_mrad"), beam.hdiv_steps)
+                    _mr(beam.hdiv_step_mrad, "Beam.hdiv_step_mrad"), beam.hdiv_steps,
+                    what="Beam.hdiv_step_mrad (horizontal divergence steps)")
     v = range_steps(_mr(beam.vdiv_range_mrad, "Beam.vdiv_range_mrad"),
-                    _mr(beam.vdiv_step_mrad, "Beam.vdiv_step_mrad"), beam.vdiv_steps)
+                    _mr(beam.vdiv_step_mrad, "Beam.vdiv_step_mrad"), beam.vdiv_steps,
+                    what="Beam.vdiv_step_mrad (vertical divergence steps)")
     d = range_steps(_frac(beam.dispersion_percent, "Beam.dispersion_percent"), None, beam.dispersion_steps)
     offs = divergence_offsets(h, v, beam.round_divergence)
     vert = unit(xp, cross(xp, beam_vec, polar_vec))
