@@ -1,0 +1,102 @@
+"""The two commands: python -m bragg_core.noisify and python -m bragg_core.nonbragg."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bragg_core import noisify, nonbragg
+
+DATA = Path(__file__).parent / "data"
+
+
+def _case(folder, name):
+    for line in (DATA / folder / "cmd.txt").read_text().splitlines():
+        if line.startswith(name + " "):
+            return shlex.split(line)[1:]
+    raise KeyError(name)
+
+
+def _unpack(tmp_path, folder, name):
+    out = tmp_path / name
+    out.write_bytes(gzip.decompress((DATA / folder / (name + ".gz")).read_bytes()))
+    return out
+
+
+def test_help_of_both_commands_exits_zero():
+    for mod in ("noisify", "nonbragg"):
+        r = subprocess.run([sys.executable, "-m", f"bragg_core.{mod}", "-h"], capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: python -m bragg_core." + mod in r.stdout
+
+
+def test_noisify_noiseless_image_equals_the_reference(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    inp, *args = _case("noisify", "psf_fiber_w150_r9")
+    _unpack(tmp_path, "noisify", inp)
+    assert noisify.main(["-floatfile", inp, *args, "-intfile", "int.img", "-nopgm"]) == 0
+    ours = np.frombuffer((tmp_path / "int.img").read_bytes()[512:], dtype="<u2")
+    ref = np.frombuffer(gzip.decompress((DATA / "noisify" / "psf_fiber_w150_r9.int.img.gz").read_bytes())[512:],
+                        dtype="<u2")
+    assert np.array_equal(ours, ref)
+    assert sorted(os.listdir(tmp_path)) == sorted([inp, "int.img"])
+
+
+def test_noisify_writes_all_outputs_with_noise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _unpack(tmp_path, "noisify", "const_50.bin")
+    assert noisify.main(["-floatfile", "const_50.bin", "-seed", "3", "-readout", "2"]) == 0
+    noise = np.frombuffer((tmp_path / "noiseimage.img").read_bytes()[512:], dtype="<u2")
+    assert noise.size == 128 * 128 and abs(noise.mean() - 89.5) < 1.0
+    assert (tmp_path / "intimage.img").exists() and (tmp_path / "image.pgm").read_bytes().startswith(b"P5\n128 128")
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["-floatfile", "missing.bin"], "missing.bin"),
+    (["-floatfile", "const_50.bin", "-psf", "airy"], "-psf"),
+    (["-floatfile", "const_50.bin", "-readout"], "-readout"),
+    (["-floatfile", "const_50.bin", "-gain", "two"], "-gain"),
+    (["-floatfile", "const_50.bin", "-detpixels_x", "100"], "-floatfile"),
+    (["-floatfile", "const_50.bin", "-wobble", "1"], "-wobble"),
+    (["-floatfile", "const_50.bin", "-backend", "nosuch"], "-backend"),
+])
+def test_noisify_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, capsys, argv, flag):
+    monkeypatch.chdir(tmp_path)
+    _unpack(tmp_path, "noisify", "const_50.bin")
+    assert noisify.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0]
+    assert os.listdir(tmp_path) == ["const_50.bin"]
+
+
+def test_nonbragg_float_image_equals_the_reference(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = _case("nonbragg", "water_d")
+    assert nonbragg.main([*args, "-floatfile", "bg.bin", "-intfile", "bg.img", "-noisefile", "noise.img"]) == 0
+    ours = np.frombuffer((tmp_path / "bg.bin").read_bytes(), dtype="<f4").astype(np.float64)
+    ref = np.frombuffer(gzip.decompress((DATA / "nonbragg" / "water_d.bin.gz").read_bytes()), dtype="<f4")
+    assert np.abs(ours - ref).max() <= 1e-6 * ref.max()
+    assert (tmp_path / "bg.img").stat().st_size == 512 + 2 * ours.size
+    assert (tmp_path / "noise.img").stat().st_size == 512 + 2 * ours.size
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["-detpixels", "8"], "-stol"),
+    (["-stol", "nothere.stol"], "nothere.stol"),
+    (["-stol", "water", "-pixel", "0"], "-pixel"),
+    (["-stol", "water", "-detpixels", "8", "-density", "-1"], "-density"),
+    (["-stol", "water", "-roi", "1", "2"], "-roi"),
+    (["-stol", "water", "-pivot", "middle"], "-pivot"),
+])
+def test_nonbragg_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, capsys, argv, flag):
+    monkeypatch.chdir(tmp_path)
+    assert nonbragg.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0]
+    assert os.listdir(tmp_path) == []
