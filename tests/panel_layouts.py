@@ -73,7 +73,19 @@ def jungfrau_ring():
     return out
 
 
-LAYOUTS = {"eiger_2x2": eiger_2x2, "tilted_tent": tilted_tent, "jungfrau_ring": jungfrau_ring}
+def mirrored_pair():
+    """Two panels whose fast x slow points towards the sample (read out mirrored), one tilted and absorbing."""
+    a = Panel(fast_axis=(0, 0, 1), slow_axis=(0, 1, 0), origin_mm=(60.0, -3.5, -2.0), fpixels=40, spixels=30,
+              pixel_size_mm=0.1, name="flat")
+    R = _rot((0, 0, 1), 8.0)
+    b = Panel(fast_axis=tuple(R @ np.array([0.0, 0.0, 1.0])), slow_axis=tuple(R @ np.array([0.0, 1.0, 0.0])),
+              origin_mm=tuple(R @ np.array([60.0, 1.0, 2.5])), fpixels=24, spixels=20, pixel_size_mm=0.1,
+              thickness_um=200.0, attenuation_depth_um=300.0, name="tilted")
+    return [a, b]
+
+
+LAYOUTS = {"eiger_2x2": eiger_2x2, "tilted_tent": tilted_tent, "jungfrau_ring": jungfrau_ring,
+           "mirrored_pair": mirrored_pair}
 
 
 def panel_flags(det) -> list[str]:

@@ -140,6 +140,14 @@ def test_a_detector_as_a_panel_renders_the_same_image():
     assert np.allclose(b, a, rtol=1e-9, atol=1e-9 * a.max())
 
 
+def test_a_mirrored_panel_gets_a_normal_pointing_away_from_the_sample():
+    p = LAYOUTS["mirrored_pair"]()[0]
+    det = panel_detector(p, _base().detector)
+    o = np.asarray(det.odet_vector)
+    assert np.allclose(o, [1.0, 0.0, 0.0]) and math.sqrt(sum(x * x for x in det.odet_vector)) == 1.0
+    assert np.dot(np.cross(p.fast_axis, p.slow_axis), o) < 0
+
+
 def test_pixel_zero_corner_is_at_the_panel_origin():
     from bragg_core._backend import get_context
     from bragg_core.geometry.detector import detector_geometry
@@ -186,9 +194,9 @@ def test_panels_that_cannot_be_placed_are_refused():
     edge_on = Panel(fast_axis=(1, 0, 0), slow_axis=(0, -1, 0), origin_mm=(10, 5, -3), fpixels=4, spixels=4)
     with pytest.raises(PanelError, match="parallel to the beam"):
         panel_detector(edge_on, base)
-    backwards = Panel(fast_axis=(0, 0, 1), slow_axis=(0, 1, 0), origin_mm=(60, 0, 0), fpixels=4, spixels=4)
-    with pytest.raises(PanelError, match="towards the sample"):
-        panel_detector(backwards, base)
+    through = Panel(fast_axis=(0, 0, 1), slow_axis=(0, 1, 0), origin_mm=(0, 0, 0), fpixels=4, spixels=4)
+    with pytest.raises(PanelError, match="through the sample"):
+        panel_detector(through, base)
     with pytest.raises(PanelError, match="parallel"):
         Panel(fast_axis=(0, 0, 1), slow_axis=(0, 0, 2), origin_mm=(60, 0, 0), fpixels=4, spixels=4)
     with pytest.raises(PanelError, match="at least one panel"):

@@ -155,9 +155,15 @@ def panel_detector(panel: Panel, base: Detector = Detector()) -> Detector:
     c = float(P @ o)
     r = float(beam @ o)
     label = f"panel {panel.name!r}" if panel.name else "panel"
-    if not c > 0:
-        raise PanelError(f"{label}: its fast x slow normal points towards the sample (origin . normal = {c:g} mm); "
-                         "swap the slow axis direction or describe it from the other side")
+    if c == 0:
+        raise PanelError(f"{label}: its plane passes through the sample")
+    if c < 0:
+        # a mirrored panel (fast x slow points towards the sample): the normal is given explicitly,
+        # pointing away from the sample, with a length of exactly 1 so that it is used as given
+        o = _exact_unit(-o)
+        if o is None:
+            raise PanelError(f"{label}: no unit normal of exactly length 1 found for this mirrored panel")
+        c, r = float(P @ o), float(beam @ o)
     if abs(r) < 1e-9:
         raise PanelError(f"{label} is parallel to the beam; it cannot be placed by the beam pivot")
     d = c / r
@@ -175,6 +181,22 @@ def panel_detector(panel: Panel, base: Detector = Detector()) -> Detector:
         twotheta_axis=None, thickness_um=float(panel.thickness_um),
         attenuation_depth_um=panel.attenuation_depth_um, roi=None, mask=None,
     )
+
+
+def _exact_unit(v):
+    """``v`` normalised and nudged by a few units in the last place until its length is exactly 1.0
+    (as the detector geometry computes it), or None."""
+    v = np.asarray(v, dtype=np.float64) / np.linalg.norm(v)
+    k = int(np.argmax(np.abs(v)))
+    cand = v.copy()
+    for step in range(0, 9):
+        for sgn in (1.0, -1.0):
+            cand[k] = v[k]
+            for _ in range(step):
+                cand[k] = np.nextafter(cand[k], sgn * np.inf)
+            if math.sqrt(sum(float(x) * float(x) for x in cand)) == 1.0:
+                return cand.copy()
+    return None
 
 
 def panel_from_detector(det: Detector, name: str = "") -> Panel:
