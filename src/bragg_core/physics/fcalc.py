@@ -83,15 +83,15 @@ def fcalc_amplitudes(xyz_frac, B_A2, occupancy, fprime, fdoubleprime, *, element
     for r0, r1 in _tiles(n_refl, rt):
         hh = h[r0:r1, :]
         st = s2[r0:r1]
-        hR = xp.tensordot(hh, R, axes=([1], [1]))                  # (r, S, 3): h R_s
-        ht = xp.tensordot(hh, t, axes=([1], [1]))                  # (r, S): h . t_s
+        hR = two_pi * xp.tensordot(hh, R, axes=([1], [1]))         # (r, S, 3): 2 pi h R_s
+        ht = two_pi * xp.tensordot(hh, t, axes=([1], [1]))         # (r, S): 2 pi h . t_s
         f0 = c + xp.sum(a * xp.exp(-b * st[:, None, None]), axis=-1)   # (r, E)
         f_real = f0 + fp                                           # (r, E)
         sums = None
         for a0, a1 in _tiles(n_atoms, at):
             xa = x[a0:a1, :]
             e = elem[a0:a1]
-            phase = two_pi * (xp.matmul(hR, xp.matrix_transpose(xa)) + ht[:, :, None])   # (r, S, a)
+            phase = xp.matmul(hR, xp.matrix_transpose(xa)) + ht[:, :, None]   # (r, S, a)
             cs = xp.sum(xp.cos(phase), axis=1)                     # (r, a)
             sn = xp.sum(xp.sin(phase), axis=1)
             w = q[a0:a1] * xp.exp(-Bf[a0:a1] * st[:, None])        # (r, a)
