@@ -5,6 +5,16 @@ standard (NumPy, torch, CuPy, JAX, Dask, array-api-strict); a namespace is
 the module of functions that operates on it (``xp``); a device is whatever
 that library uses to say where an array lives.  None of them is checked at
 run time.
+
+They are aliases of ``Any``, not Protocols: torch tensors and Dask arrays
+reach the standard through array-api-compat rather than through methods of
+their own (no ``__array_namespace__``), so a Protocol would reject arrays that
+bragg_core accepts.  Import them instead of ``Any`` where a signature takes or
+returns an array, a namespace or a device::
+
+    from bragg_core._types import Array, Namespace
+
+    def peak(xp: Namespace, image: Array) -> Array: ...
 """
 
 from __future__ import annotations
