@@ -1,13 +1,15 @@
 """Writes the per-case parity numbers to a file at the end of the run, and prints a one-line summary.
 
 The table goes to ``$BRAGG_PARITY_TABLE`` when set, else to
-``.pytest_cache/d/bragg_core/parity.txt`` (pytest's cache folder).
+``.pytest_cache/d/bragg_core/parity.txt`` (pytest's cache folder), or, with
+the cache switched off (``-p no:cacheprovider``), to the system's temporary folder.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -22,7 +24,7 @@ def _table_path(config) -> Path:
     cache = getattr(config, "cache", None)
     if cache is not None:
         return Path(cache.mkdir("bragg_core")) / "parity.txt"
-    return Path(str(config.rootpath)) / "parity.txt"
+    return Path(tempfile.gettempdir()) / "bragg_core-parity.txt"
 
 
 def pytest_terminal_summary(terminalreporter, config):
