@@ -62,6 +62,9 @@ _SPEC: dict[str, tuple[int, str]] = {
 from .sf_files import SPEC as _SF_SPEC  # noqa: E402  (-mtz, -mtz_column, -sfcif, -model, -bulk_solvent)
 
 _SPEC.update(_SF_SPEC)
+from .panel_flags import SPEC as _PANEL_SPEC  # noqa: E402  (-expt, -exptfile, -geom, -nimages, -dials_header)
+
+_SPEC.update(_PANEL_SPEC)
 ALIASES = {
     "-wave": "-lambda", "-floatimage": "-floatfile", "-intimage": "-intfile", "-noiseimage": "-noisefile",
     "-pgmimage": "-pgmfile", "-mosaic_spread": "-mosaic", "-mosaicity": "-mosaic",
@@ -188,6 +191,10 @@ class RunConfig:
     fdump_written_from: Any
     warnings: list
     trace_pixels: list = field(default_factory=list)   # (slow, fast) pixels to print every intermediate of
+    panels: Any = None        # MultiPanelDetector from -expt/-geom (cli/panel_flags.py), else None
+    nimages: int = 1          # -nimages
+    exptfile: Any = None      # -exptfile
+    dials_header: bool = False  # -dials_header
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:
@@ -373,6 +380,10 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         warnings.append(sf_file.note)
         if cell is None and recip is None and sf_file.cell is not None:
             cell = sf_file.cell  # the file's cell when none is given
+    if cell is None and recip is None and opts.has("-expt"):
+        from .panel_flags import expt_reciprocal
+
+        recip = expt_reciprocal(opts, cwd)  # the experiment list's crystal
     if cell is None and recip is None:
         raise UsageError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
     grid = None
@@ -415,7 +426,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         raise UsageError(f"-dtype expects float32 or float64, got {dtype!r}")
     outputs = {k: v(k) for k in ("-floatfile", "-intfile", "-noisefile", "-pgmfile") if opts.has(k)}
     budget = v("-memory_budget")
-    return RunConfig(
+    cfg = RunConfig(
         experiment=exp, outputs=outputs, backend=v("-backend"), device=v("-device"), dtype=dtype,
         seed=v("-seed", 1), adc=v("-adc", 40.0), scale=v("-scale", 0.0), pgmscale=v("-pgmscale", 0.0),
         write_noise=not opts.has("-nonoise") or opts.has("-noisefile"),
@@ -426,6 +437,9 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         warnings=warnings,
         trace_pixels=_trace_requests(opts, fp, sp),
     )
+    from .panel_flags import apply_panel_flags
+
+    return apply_panel_flags(cfg, opts, cwd)
 
 
 # SMV header keys -> (flag, conversion); applied before the command line's own flags
