@@ -24,7 +24,7 @@ from .experiment import Experiment, ExperimentError
 from .geometry.detector import detector_geometry
 from .geometry.sources import beam_sources
 from .io.stol import BUILTIN_TABLES, StolTable, builtin_table, read_stol
-from .physics.amorphous import amorphous_tile, molecule_count, scale_factor
+from .physics.amorphous import amorphous_tile, interpolation_coefficients, molecule_count, scale_factor
 
 __all__ = ["amorphous_background", "resolve_material", "MATERIALS"]
 
@@ -129,12 +129,13 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
     per_row = Fp * os_ * os_ * K
     rows_per_tile = max(1, _TILE_ELEMENTS // max(per_row, 1))
     cols = g.asarray(np.arange(Fp), dtype=xp.int64)
+    coef = interpolation_coefficients(table)
     tiles = []
     for r0 in range(0, S, rows_per_tile):  # tiles of rows bound the memory; pixels are vectorised
         rows = g.asarray(np.arange(r0, min(S, r0 + rows_per_tile)), dtype=xp.int64)
         tiles.append(amorphous_tile(g, dg, sources, table, rows, cols, oversample=os_, kahn=beam.kahn_factor,
                                     polarization=bool(beam.polarization_correction), point_pixel=det.point_pixel,
-                                    curved=det.curved, capture=capture))
+                                    curved=det.curved, capture=capture, coef=coef))
     raw = tiles[0] if len(tiles) == 1 else xp.concat(tiles, axis=0)
     raw = xp.astype(raw, ctx.dtype)
 

@@ -15,6 +15,8 @@ height are clipped to the beam size.  F comes from the four table rows around
 s by Lagrange (cubic) interpolation; beyond the table, the nodes outside are
 dropped (the reference places them at +-1e98, which has the same effect to
 float64 rounding), so the end segments extrapolate from the last given rows.
+The cubic of each table interval is expanded once, on the host, into
+coefficients in s - s_i; a pixel then costs one search and one Horner step.
 
 A sensor of finite thickness captures 1 - exp(-mu t / cos) of each ray (no
 parallax).  Geometry (positions, directions, s, F) is evaluated in float64
@@ -31,9 +33,9 @@ import numpy as np
 from ..geometry.vectors import dot, rotate_axis
 from ..io.stol import StolTable
 from ..units import AVOGADRO, R_E_SQR_M2
-from .polarization import kahn_factor
+from .polarization import kahn_from_projections, polarization_frame
 
-__all__ = ["molecule_count", "structure_factor", "amorphous_tile"]
+__all__ = ["molecule_count", "structure_factor", "interpolation_coefficients", "amorphous_tile", "scale_factor"]
 
 
 def molecule_count(xp, thickness_m, width_m, height_m, density_g_m3, molecular_weight, beam_size_m):
@@ -66,36 +68,55 @@ def _device(x):
     return _compat().device(x)
 
 
-def structure_factor(xp, table: StolTable, stol_per_m, g):
-    """F(s) by four-point Lagrange interpolation on the table (arrays of the geometry context ``g``)."""
-    n = int(table.stol_per_m.shape[0])
-    pad_x = np.concatenate([[0.0, 0.0], table.stol_per_m, [0.0, 0.0]])
-    pad_y = np.concatenate([[table.F_low] * 2, table.F, [table.F_high] * 2])
-    pad_ok = np.concatenate([[0.0, 0.0], np.ones(n), [0.0, 0.0]])
-    X, Y, OK = (g.asarray(a) for a in (pad_x, pad_y, pad_ok))
-    shape = stol_per_m.shape
-    s = xp.reshape(stol_per_m, (-1,))
-    nearest = _searchsorted_right(xp, g.asarray(table.stol_per_m), s) + 1  # padded index of the row <= s
-    nearest = xp.clip(xp.astype(nearest, xp.int64), 1, n + 1)
-    idx = [nearest + (k - 1) for k in range(4)]
-    xs = [xp.take(X, i, axis=0) for i in idx]
-    ys = [xp.take(Y, i, axis=0) for i in idx]
-    ok = [xp.take(OK, i, axis=0) > 0.5 for i in idx]
-    F = xp.zeros_like(s)
-    for j in range(4):
-        w = xp.ones_like(s)
+def interpolation_coefficients(table: StolTable) -> np.ndarray:
+    """Per table row i, the cubic through rows i-1..i+2 as coefficients in t = s - s_i (host, (n, 4)).
+
+    Row i serves the s with s_i <= s < s_(i+1) (i = -1: below the first row).
+    Rows beyond the table's ends are left out of the interpolation (see the
+    module docstring), so the end intervals use two or three nodes.
+    """
+    x = table.stol_per_m
+    y = table.F
+    n = x.size
+    i = np.arange(-1, n)                                   # interval of each output row
+    idx = i[:, None] + np.arange(-1, 3)[None, :]           # its four nodes (n+1, 4)
+    ok = (idx >= 0) & (idx < n)
+    safe = np.clip(idx, 0, n - 1)
+    tau = x[safe] - x[np.clip(i, 0, n - 1)][:, None]       # node positions in t = s - s_i
+    coef = np.zeros((n + 1, 4))
+    for j in range(4):  # Lagrange basis of node j, built factor by factor (vectorised over intervals)
+        basis = np.zeros((n + 1, 4))
+        basis[:, 0] = 1.0
         for m in range(4):
             if m == j:
                 continue
-            both = ok[j] & ok[m]
-            den = xp.where(both, xs[j] - xs[m], xp.ones_like(s))
-            w = w * xp.where(both, (s - xs[m]) / den, xp.ones_like(s))
-        F = F + xp.where(ok[j], w * ys[j], xp.zeros_like(s))
+            use = (ok[:, j] & ok[:, m])[:, None]
+            den = np.where(use[:, 0], tau[:, j] - tau[:, m], 1.0)[:, None]
+            shifted = np.concatenate([np.zeros((n + 1, 1)), basis[:, :3]], axis=1)
+            basis = np.where(use, (shifted - tau[:, m][:, None] * basis) / den, basis)
+        coef += np.where(ok[:, j][:, None], y[safe[:, j]][:, None] * basis, 0.0)
+    return coef
+
+
+def structure_factor(xp, table: StolTable, stol_per_m, g, coef=None):
+    """F(s) of the four-row Lagrange interpolation on the table (arrays of the geometry context ``g``)."""
+    if coef is None:
+        coef = interpolation_coefficients(table)
+    shape = stol_per_m.shape
+    s = xp.reshape(stol_per_m, (-1,))
+    row = _searchsorted_right(xp, g.asarray(table.stol_per_m), s)   # i + 1 for s_i <= s < s_(i+1)
+    row = xp.astype(row, xp.int64)
+    origin = g.asarray(np.concatenate([table.stol_per_m[:1], table.stol_per_m]))
+    t = s - xp.take(origin, row, axis=0)
+    C = g.asarray(coef)
+    F = xp.take(C[:, 3], row, axis=0)
+    for k in (2, 1, 0):
+        F = F * t + xp.take(C[:, k], row, axis=0)
     return xp.reshape(F, shape)
 
 
 def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: int, kahn: Any,
-                   polarization: bool, point_pixel: bool, curved: bool, capture: Any = None):
+                   polarization: bool, point_pixel: bool, curved: bool, capture: Any = None, coef=None):
     """sum over sub-pixels and sources of sign(F) F^2 P Omega for the pixels ``rows`` x ``cols``.
 
     ``rows``/``cols`` are integer index arrays (slow, fast) of the geometry
@@ -112,37 +133,47 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
     j = g.asarray(np.arange(os_, dtype=np.float64))
     r = xp.astype(rows, g.dtype)
     c = xp.astype(cols, g.dtype)
-    Fd = sub * (c[:, None] * os_ + j[None, :]) + sub / 2.0   # (C, o)
-    Sd = sub * (r[:, None] * os_ + j[None, :]) + sub / 2.0   # (R, o)
-    # positions (R, o_s, C, o_f, 3)
-    pos = (dg.pix0_m + Sd[:, :, None, None, None] * dg.sdet + Fd[None, None, :, :, None] * dg.fdet)
+    Fd = (sub * (c[:, None] * os_ + j[None, :]) + sub / 2.0)[None, None, :, :]   # (1, 1, C, o)
+    Sd = (sub * (r[:, None] * os_ + j[None, :]) + sub / 2.0)[:, :, None, None]   # (R, o, 1, 1)
+    # positions as x, y, z arrays (R, o_slow, C, o_fast)
+    pos = [dg.pix0_m[i] + Sd * dg.sdet[i] + Fd * dg.fdet[i] for i in range(3)]
     if curved:
         start = dg.distance_m * dg.beam
-        tilted = rotate_axis(xp, start, dg.sdet, pos[..., 1] / dg.distance_m)
-        pos = rotate_axis(xp, tilted, dg.fdet, pos[..., 2] / dg.distance_m)
-    R = xp.sqrt(dot(xp, pos, pos))                          # (R, o, C, o)
-    d = pos / R[..., None]
+        tilted = rotate_axis(xp, start, dg.sdet, pos[1][..., None] / dg.distance_m)
+        bent = rotate_axis(xp, tilted, dg.fdet, pos[2][..., None] / dg.distance_m)
+        pos = [bent[..., i] for i in range(3)]
+    R2 = pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2]
+    R = xp.sqrt(R2)
+    d = [p / R for p in pos]
     if point_pixel:
-        omega = 1.0 / (R * R)
+        omega = 1.0 / R2
     else:
-        omega = px * px / (R * R) * dg.close_distance_m / R
+        omega = (px * px) * dg.close_distance_m / (R2 * R)
     if capture is not None:
         thick_m, mu = capture
-        cos_o = xp.abs(dot(xp, d, dg.odet))
+        cos_o = xp.abs(d[0] * dg.odet[0] + d[1] * dg.odet[1] + d[2] * dg.odet[2])
         omega = omega * (1.0 - xp.exp(-thick_m * mu / cos_o))
     inc = sources.incident                                   # (K, 3)
     lam = sources.wavelength_m                               # (K,)
     K = int(inc.shape[0])
-    d_k = d[..., None, :]                                    # (R, o, C, o, 1, 3)
-    q = (d_k - inc) / lam[:, None]
-    stol = 0.5 * xp.sqrt(dot(xp, q, q))                      # (R, o, C, o, K)
-    F = structure_factor(xp, table, stol, g)
-    term = xp.where(F < 0, -(F * F), F * F)
+    if coef is None:
+        coef = interpolation_coefficients(table)
     if polarization:
-        term = term * kahn_factor(xp, inc, d_k, dg.polar, kahn)
-    total = xp.sum(term, axis=-1) * omega if K > 1 else term[..., 0] * omega
-    total = xp.sum(xp.sum(total, axis=3), axis=1)            # over sub-fast, sub-slow
-    return total
+        b_in, e_in = polarization_frame(xp, inc, dg.polar)
+    total = None
+    for k in range(K):  # sources (a handful); pixels and sub-pixels stay vectorised
+        q = [(d[i] - inc[k, i]) / lam[k] for i in range(3)]
+        stol = 0.5 * xp.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
+        F = structure_factor(xp, table, stol, g, coef)
+        term = xp.where(F < 0, -(F * F), F * F)
+        if polarization:
+            c2t = d[0] * inc[k, 0] + d[1] * inc[k, 1] + d[2] * inc[k, 2]
+            e_out = d[0] * e_in[k, 0] + d[1] * e_in[k, 1] + d[2] * e_in[k, 2]
+            b_out = d[0] * b_in[k, 0] + d[1] * b_in[k, 1] + d[2] * b_in[k, 2]
+            term = term * kahn_from_projections(xp, c2t, e_out, b_out, kahn)
+        total = term if total is None else total + term
+    total = total * omega
+    return xp.sum(xp.sum(total, axis=3), axis=1)            # over sub-fast, sub-slow
 
 
 def scale_factor(fluence, molecules, steps: int):
