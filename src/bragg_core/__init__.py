@@ -38,6 +38,9 @@ _LAZY = {
 }
 
 
+__all__ = ["Simulation", "simulate", *_LAZY]
+
+
 def __getattr__(name):
     import importlib
 
