@@ -272,6 +272,24 @@ def test_mtz_without_amplitudes(tmp_path):
         read_mtz(path)
 
 
+def test_unmerged_mtz_is_refused(tmp_path):
+    path = tmp_path / "u.mtz"
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.spacegroup = gemmi.SpaceGroup("P 21 21 21")
+    mtz.set_cell_for_all(gemmi.UnitCell(40, 50, 60, 90, 90, 90))
+    mtz.add_dataset("sim")
+    mtz.add_column("M/ISYM", "Y")
+    mtz.add_column("BATCH", "B")
+    mtz.add_column("I", "J")
+    mtz.set_data(np.array([[1, 2, 3, 1, 1, 10.0]], dtype=np.float32))
+    batch = gemmi.Mtz.Batch()
+    batch.number = 1
+    mtz.batches.append(batch)
+    mtz.write_to_file(str(path))
+    with pytest.raises(ReflectionFileError, match=f"{path}: unmerged data"):
+        read_mtz(path)
+
+
 def test_sfcif_without_space_group(tmp_path):
     path = tmp_path / "nosg.cif"
     path.write_text(_CIF.format(symmetry=""))

@@ -165,6 +165,9 @@ def mtz_reflections(mtz, column: str | None = None, *, source: str = "<mtz>") ->
     """The amplitudes of an in-memory ``gemmi.Mtz`` (see the module notes for the column rules)."""
     if mtz.spacegroup is None:
         raise ReflectionFileError(f"{source}: no space group in the file")
+    if len(mtz.batches) > 0:
+        raise ReflectionFileError(f"{source}: unmerged data ({len(mtz.batches)} batches); merge the "
+                                  "observations into one amplitude per reflection first")
     plus, minus, from_i = _choose(mtz, column, source)
     hkl = np.asarray(mtz.make_miller_array(), dtype=np.int64)
     if hkl.shape[0] == 0:
