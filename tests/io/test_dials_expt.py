@@ -19,8 +19,16 @@ from bragg_core import simulate
 from bragg_core._backend import get_context, to_numpy
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.geometry.detector import detector_geometry
-from bragg_core.io.dials_expt import (LAB_TO_DIALS, ExptFormatError, dials_to_lab, expt_dict, lab_to_dials,
-                                      parse_expt, read_expt, write_expt)
+from bragg_core.io.dials_expt import (
+    LAB_TO_DIALS,
+    ExptFormatError,
+    dials_to_lab,
+    expt_dict,
+    lab_to_dials,
+    parse_expt,
+    read_expt,
+    write_expt,
+)
 from bragg_core.panels import MultiPanelDetector, Panel, panel_detector, simulate_panels
 
 HERE = os.path.dirname(os.path.dirname(__file__))

@@ -89,7 +89,8 @@ def _number(text: str, where: str, key: str) -> float:
     except ValueError:
         if key in ("clen", "coffset", "photon_energy"):
             raise GeomFormatError(f"{where}: {key} = {text} is an HDF5 path or an expression; "
-                                  f"only a number is supported ({'metres' if key != 'photon_energy' else 'eV'})")
+                                  f"only a number is supported ({'metres' if key != 'photon_energy' else 'eV'})"
+                                  ) from None
         raise GeomFormatError(f"{where}: {key} must be a number, got {text!r}") from None
     if not math.isfinite(x):
         raise GeomFormatError(f"{where}: {key} must be finite, got {text!r}")

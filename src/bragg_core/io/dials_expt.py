@@ -151,8 +151,9 @@ def _panels_global(ctx: _Ctx, det: dict, di: int):
     def walk(node, d1, d2, d0, where, depth):
         if depth > 32:
             ctx.fail(where, "hierarchy nested too deeply")
-        gf, gs, go = (ctx.vec(node, "fast_axis", where + ".fast_axis"), ctx.vec(node, "slow_axis", where + ".slow_axis"),
-                      ctx.vec(node, "origin", where + ".origin"))
+        gf = ctx.vec(node, "fast_axis", where + ".fast_axis")
+        gs = ctx.vec(node, "slow_axis", where + ".slow_axis")
+        go = ctx.vec(node, "origin", where + ".origin")
         dn = _unit(np.cross(d1, d2))
         T = np.stack([d1, d2, dn], axis=1)  # local -> parent
         n1, n2, n0 = T @ gf, T @ gs, d0 + T @ go
@@ -215,7 +216,7 @@ def parse_expt(doc: Any, path: str = "<expt>", base=None, experiment_index: int 
     structure factors, fluence, sampling and sensor options.  Errors name
     ``path`` and the field.
     """
-    from ..experiment import Beam, Crystal, Detector, Experiment, ExperimentError
+    from ..experiment import Experiment, ExperimentError
     from ..panels import MultiPanelDetector, PanelError, panel_detector
 
     ctx = _Ctx(path)
@@ -288,13 +289,10 @@ def parse_expt(doc: Any, path: str = "<expt>", base=None, experiment_index: int 
             vals = [float(x) for x in o]
         except (TypeError, ValueError):
             ctx.fail(sw + ".oscillation", f"expected numbers, got {o!r}")
-        if len(vals) == 2 and props is sd:
+        if props is sd and len(vals) == 2:  # DIALS 3.x: [start, width] of the first image
             osc = (vals[0], vals[1])
-        elif len(vals) >= 1:  # newer files: one start angle per image
-            width = vals[1] - vals[0] if len(vals) > 1 else float(props.get("oscillation_width", [0.0])[0]
-                                                                  if isinstance(props.get("oscillation_width"), list)
-                                                                  else props.get("oscillation_width", 0.0))
-            osc = (vals[0], width)
+        elif len(vals) >= 2:  # newer files: one start angle per image
+            osc = (vals[0], vals[1] - vals[0])
         if osc is None or not all(math.isfinite(x) for x in osc):
             ctx.fail(sw + ".oscillation", f"expected [start, width], got {o!r}")
 
