@@ -14,8 +14,7 @@ import pytest
 from bragg_core._backend import get_context, to_numpy
 from bragg_core.amorphous import amorphous_background
 from bragg_core.geometry.detector import detector_geometry
-from bragg_core.io.stol import (BUILTIN_TABLES, StolFormatError, StolOrderWarning, builtin_table, parse_stol,
-                                read_stol)
+from bragg_core.io.stol import BUILTIN_TABLES, StolFormatError, StolOrderWarning, builtin_table, parse_stol, read_stol
 from bragg_core.nonbragg import build_request
 from bragg_core.testing import assert_images_close, assert_same_backend
 

@@ -17,9 +17,13 @@ import numpy as np
 import pytest
 
 from bragg_core._backend import get_context, to_numpy
-from bragg_core.detector_model import (DetectorModel, apply_detector_model, detector_pixel_index,
-                                       pixel_noise)
-from bragg_core.detector_model import counter_rng
+from bragg_core.detector_model import (
+    DetectorModel,
+    apply_detector_model,
+    counter_rng,
+    detector_pixel_index,
+    pixel_noise,
+)
 from bragg_core.detector_model.psf import erf
 from bragg_core.testing import assert_images_close, assert_same_backend
 

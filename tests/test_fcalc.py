@@ -326,7 +326,8 @@ def test_unknown_element(tmp_path):
 
 def test_cli_model_errors_exit_2_and_write_nothing(tmp_path, capsys, monkeypatch):
     (tmp_path / "xx.pdb").write_text(pdb_text(XCELL, "P 21 21 21", FEW).replace("          FE", "          XX"))
-    (tmp_path / "nocell.pdb").write_text("ATOM      1  C   ALA A   1       3.000   4.000   5.000  1.00 12.00           C\n")
+    atom = "ATOM      1  C   ALA A   1       3.000   4.000   5.000  1.00 12.00           C\n"
+    (tmp_path / "nocell.pdb").write_text(atom)
     monkeypatch.chdir(tmp_path)
     before = set(tmp_path.iterdir())
     for name, what in (("xx.pdb", "unknown element"), ("nocell.pdb", "no unit cell"), ("none.pdb", "cannot read")):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
 MAX_COUNT = 2**31 - 1  # the reference's counts are C ints
 
 

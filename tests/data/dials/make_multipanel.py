@@ -1,9 +1,11 @@
 # A two-level detector (2 groups of 2 modules) built with dxtbx and written by its ExperimentList;
 # dxtbx's own global panel frames are saved for comparison.
 import json
-from dxtbx.model import Detector, BeamFactory, GoniometerFactory, ScanFactory, Crystal
+
+from dxtbx.model import BeamFactory, Crystal, Detector, GoniometerFactory, ScanFactory
 from dxtbx.model.experiment_list import Experiment, ExperimentList
 from scitbx import matrix
+
 d = Detector()
 root = d.hierarchy()
 root.set_frame((1, 0, 0), (0, -1, 0), (-20.0, 25.0, -120.0))
@@ -16,8 +18,12 @@ for g in range(2):
     for m in range(2):
         p = grp.add_panel()
         p.set_name(f"g{g}m{m}")
-        p.set_image_size((192, 96)); p.set_pixel_size((0.2, 0.2))
-        p.set_trusted_range((-1, 65535)); p.set_thickness(0.45); p.set_mu(3.9); p.set_material("Si")
+        p.set_image_size((192, 96))
+        p.set_pixel_size((0.2, 0.2))
+        p.set_trusted_range((-1, 65535))
+        p.set_thickness(0.45)
+        p.set_mu(3.9)
+        p.set_material("Si")
         q = matrix.col((0, 0, 1)).axis_and_angle_as_r3_rotation_matrix(2.0 * m - 1.0, deg=True)
         p.set_local_frame(tuple(q * matrix.col((1, 0, 0))), tuple(q * matrix.col((0, 1, 0))), (40.0 * m, 0.5, 0.0))
         k += 1
