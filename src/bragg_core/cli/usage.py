@@ -36,6 +36,11 @@ detector:
 output:
   -floatfile FILE (floatimage.bin)  -intfile FILE (intimage.img)  -noisefile FILE (noiseimage.img)
   -pgmfile FILE (image.pgm)  -scale s  -pgmscale s  -adc offset (40)  -seed N  -nonoise  -nopgm  -noprogress
+  -nimages N             N images, image i from phi + i*osc; '#' runs in names -> image number (img_####.img)
+  -exptfile FILE         write the DIALS experiment list of what was simulated  -dials_header  SMV header for DIALS
+detectors and DIALS:
+  -expt FILE             DIALS experiment list in (beam, panels, goniometer, scan, crystal); flags override
+  -geom FILE             CrystFEL geometry file in (panels; several panels: -floatfile holds them in order)
 engine:
   -backend numpy|torch|cupy|jax|dask|array_api_strict  -device NAME  -dtype float32|float64
   -memory_budget MiB     working memory per tile and thread (default 16)
