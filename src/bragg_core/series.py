@@ -4,9 +4,9 @@ Image ``i`` (0-based) starts at ``phi + i * osc`` and covers one oscillation
 in the experiment's phi steps; everything else is the experiment's.  Output
 names carry the image number: every run of ``#`` in a name is replaced by
 the 1-based image number zero-padded to the run's length
-(``img_####.img`` -> ``img_0001.img`` ...).  Inputs (structure factors,
-source files, masks) are read once; each image re-derives only its own
-orientations (the geometry, a few small arrays) before rendering.
+(``img_####.img`` -> ``img_0001.img`` ...).  Input files (structure
+factors, source files, masks) are read once; each image rebuilds its own
+small setup (geometry, orientations) before rendering.
 """
 
 from __future__ import annotations
