@@ -69,8 +69,8 @@ def apply_panel_flags(cfg, opts, cwd):
     cfg.nimages = opts.get("-nimages", 1) if opts.has("-nimages") else 1
     cfg.exptfile = opts.get("-exptfile") if opts.has("-exptfile") else None
     cfg.dials_header = opts.has("-dials_header")
-    if cfg.nimages < 1:
-        raise UsageError(f"-nimages must be at least 1, got {cfg.nimages}")
+    if not 1 <= cfg.nimages <= 100000:
+        raise UsageError(f"-nimages must be from 1 to 100000, got {cfg.nimages}")
     if opts.has("-expt") and opts.has("-geom"):
         raise UsageError("-expt and -geom both describe the detector: give one")
     exp = cfg.experiment
