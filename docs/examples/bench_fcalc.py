@@ -120,10 +120,17 @@ def main(argv=None) -> int:
     ap.add_argument("--dmin", type=float, default=2.0)
     ap.add_argument("--budget-mib", type=float, default=64.0, help="F-calc working-memory budget (backend path)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--mmap-threshold-kib", type=int, default=None,
+                    help="fix glibc's mmap threshold (freed large arrays then leave the resident set at once, "
+                         "so the peak measures the live working set rather than what the allocator keeps)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
+        if args.mmap_threshold_kib:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").mallopt(-3, int(args.mmap_threshold_kib) * 1024)   # M_MMAP_THRESHOLD
         if args.threads and args.one.startswith("torch"):
             import torch
 
@@ -142,7 +149,8 @@ def main(argv=None) -> int:
     results = []
     for m in methods:
         cmd = [sys.executable, os.path.abspath(__file__), "--one", m, "--dmin", str(args.dmin),
-               "--budget-mib", str(args.budget_mib)] + (["--threads", str(args.threads)] if args.threads else [])
+               "--budget-mib", str(args.budget_mib)] + (["--threads", str(args.threads)] if args.threads else []) \
+            + (["--mmap-threshold-kib", str(args.mmap_threshold_kib)] if args.mmap_threshold_kib else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"{m}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
