@@ -110,6 +110,9 @@ def pixel_noise(photons, model: DetectorModel, pixel_index):
     """
     g = get_context(photons)
     xp = g.xp
+    if pixel_index.dtype != xp.int64:
+        raise ValueError("the noise generator needs int64 pixel indices (on JAX: "
+                         "jax.config.update('jax_enable_x64', True))")
     gg = geometry_context(g)
     shape = photons.shape
     flat = xp.reshape(gg.asarray(photons), (-1,))
