@@ -106,8 +106,20 @@ def _available(name):
     return not sel or name in [s.strip().split("-")[0] for s in sel.split(",")]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def _backend_layouts():
+    """Every layout on every backend; JAX (which compiles each panel's kernel, ~5 s a panel) on the
+    mirrored pair only (a flat and a tilted, absorbing panel), marked slow."""
+    out = []
+    for b in BACKENDS:
+        for lay in sorted(LAYOUTS):
+            if b == "jax" and lay != "mirrored_pair":
+                continue
+            marks = [pytest.mark.slow] if b == "jax" else []
+            out.append(pytest.param(lay, b, id=f"{lay}-{b}", marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("layout, backend", _backend_layouts())
 def test_each_panel_equals_its_single_panel_render_exactly(layout, backend):
     if not _available(backend):
         pytest.skip(f"{backend} not installed or not selected")
