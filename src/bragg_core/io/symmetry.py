@@ -140,14 +140,18 @@ def friedel_orbits(hkl: np.ndarray, ops: SpaceGroupOps) -> FriedelOrbits:
     hand is ``-`` when the representative is reached only through ``-h R``.
     """
     hkl = np.asarray(hkl, dtype=np.int64)
-    eq = np.einsum("ni,sij->nsj", hkl, ops.unique_rot)          # (N, U, 3): h R
-    m = int(np.max(np.abs(eq))) if eq.size else 0
+    # |h R| <= |h|_1 per component for the integer rotations of a lattice basis: a bound for the keys
+    m = int(np.max(np.sum(np.abs(hkl), axis=1))) if hkl.size else 0
+    m *= int(np.max(np.abs(ops.unique_rot)))
     base = 2 * m + 1
-    kp = _keys(eq, m, base)                                     # (N, U)
-    km = _keys(-eq, m, base)
-    best_p, best_m = kp.max(axis=1), km.max(axis=1)
-    minus = best_m > best_p
-    best = np.where(minus, best_m, best_p)
+    best = np.empty(hkl.shape[0], dtype=np.int64)
+    minus = np.empty(hkl.shape[0], dtype=bool)
+    step = max(1, 2**22 // (3 * ops.unique_rot.shape[0]))     # about 100 MiB of equivalents at a time
+    for i in range(0, hkl.shape[0], step):
+        eq = np.einsum("ni,sij->nsj", hkl[i:i + step], ops.unique_rot)     # (n, U, 3): h R
+        best_p, best_m = _keys(eq, m, base).max(axis=1), _keys(-eq, m, base).max(axis=1)
+        minus[i:i + step] = best_m > best_p
+        best[i:i + step] = np.where(minus[i:i + step], best_m, best_p)
     ukeys, first, orbit = np.unique(best, return_index=True, return_inverse=True)
     # the representative's own indices, decoded from its key
     h = ukeys // (base * base) - m
