@@ -240,7 +240,7 @@ def _torch_and_jax_gradients(few, loss):
     ins = [few.xyz_frac, few.B_A2, few.occupancy, fp, fpp]
     tt = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in ins]
     g_t = torch.autograd.grad(loss("torch", *tt), tt)
-    g_j = jax.grad(lambda *a: loss("jax", *a), argnums=tuple(range(len(ins))))(*[jnp.asarray(v) for v in ins])
+    g_j = jax.jit(jax.grad(lambda *a: loss("jax", *a), argnums=tuple(range(len(ins)))))(*[jnp.asarray(v) for v in ins])
     for a, b in zip(g_t, g_j):
         a, b = a.numpy(), np.asarray(b)
         assert np.max(np.abs(a)) > 0
@@ -261,7 +261,7 @@ def test_torch_and_jax_gradients_of_F_agree(few):
     _torch_and_jax_gradients(few, loss)
 
 
-@pytest.mark.slow   # JAX compiles the whole image pipeline on first use (about 20 s on two cores)
+@pytest.mark.slow   # XLA compiles the whole image pipeline under jax.jit (about 7 s on two cores)
 def test_torch_and_jax_image_gradients_agree(few):
     plan = sfdata.fcalc_plan(few, 8.0)
 
