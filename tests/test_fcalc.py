@@ -344,3 +344,24 @@ def test_cli_model_renders(tmp_path, monkeypatch):
                  "-noprogress", "-floatfile", "f.bin", "-nopgm", "-nonoise", "-bulk_solvent", "0.35", "46"]) == 0
     img = np.fromfile(tmp_path / "f.bin", dtype=np.float32)
     assert img.size == 48 * 48 and img.max() > 0
+
+
+def test_detector_dmin_is_the_finest_pixel_resolution():
+    """The corner rule against every pixel of a rotated, off-centre detector (brute force)."""
+    from bragg_core._backend import get_context
+    from bragg_core.geometry.detector import detector_geometry
+
+    det = Detector(fpixels=40, spixels=30, pixel_size_mm=0.5, distance_mm=70.0, beam_center_mm=(3.0, 12.0),
+                   rotation_deg=(4.0, -7.0, 2.0), twotheta_deg=10.0)
+    exp = Experiment(beam=Beam(wavelength_A=1.2, dispersion_percent=2.0), detector=det,
+                     crystal=Crystal(cell_A_deg=XCELL))
+    g = get_context(backend="numpy", dtype="float64")
+    geo = detector_geometry(det, g)
+    f, s = np.meshgrid(np.arange(41), np.arange(31), indexing="ij")   # pixel corners
+    pos = (np.asarray(geo.pix0_m) + f[..., None] * 0.5e-3 * np.asarray(geo.fdet)
+           + s[..., None] * 0.5e-3 * np.asarray(geo.sdet))
+    out = pos / np.linalg.norm(pos, axis=-1, keepdims=True)
+    s0 = np.asarray(geo.beam) / np.linalg.norm(np.asarray(geo.beam))
+    d_best = 1.2 * (1 - 0.01) / np.max(np.linalg.norm(out - s0, axis=-1))
+    assert sfdata.detector_dmin_A(exp) == pytest.approx(d_best / 1.05, rel=1e-12)
+    assert sfdata.detector_dmin_A(exp, margin=0.0) == pytest.approx(d_best, rel=1e-12)
