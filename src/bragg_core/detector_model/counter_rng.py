@@ -12,15 +12,17 @@ stream number, the shot and the draw index.  The arithmetic is done in int64
 arrays (multiplication wraps modulo 2^64 on every backend; right shifts are
 made logical by masking), so the same key and pixel give the same 64-bit
 integer on NumPy, torch, JAX (x64), CuPy, Dask and array-api-strict, whatever
-the tiling of the image.  Uniform deviates take the top 53 bits:
-u = (z >>> 11 + 0.5) 2^-53, in (0, 1), exactly representable in float64.
+the tiling of the image.  Single uniform deviates take the top 53 bits:
+u = (z >>> 11 + 0.5) 2^-53, in (0, 1), exactly representable in float64;
+pairs (for Box-Muller and the Poisson rejection rounds) take the two 32-bit
+halves of one value.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["GAMMA", "stream_key", "pixel_base", "bits", "uniform", "normal", "STREAMS"]
+__all__ = ["GAMMA", "stream_key", "pixel_base", "bits", "uniform", "uniform_pair", "normal", "STREAMS"]
 
 _M64 = (1 << 64) - 1
 GAMMA_U = 0x9E3779B97F4A7C15
@@ -79,8 +81,16 @@ def uniform(xp, base, key: int, dtype):
     return (top + 0.5) * (2.0 ** -53)
 
 
+def uniform_pair(xp, base, key: int, dtype):
+    """Two uniform deviates in (0, 1) from one 64-bit value: its high and low 32 bits (resolution 2^-32)."""
+    z = bits(xp, base, key)
+    hi = xp.astype(_shr(z, 32), dtype)
+    lo = xp.astype(z & 0xFFFFFFFF, dtype)
+    return (hi + 0.5) * (2.0 ** -32), (lo + 0.5) * (2.0 ** -32)
+
+
 def normal(xp, base, seed: int, stream: int, shot: int, draw: int, dtype):
-    """Standard normal deviates by Box-Muller from draws ``draw`` and ``draw + 1``."""
-    u1 = uniform(xp, base, stream_key(seed, stream, shot, draw), dtype)
-    u2 = uniform(xp, base, stream_key(seed, stream, shot, draw + 1), dtype)
+    """Standard normal deviates by Box-Muller from the two halves of draw ``draw``
+    (the 32-bit radius uniform bounds |N| below 6.7)."""
+    u1, u2 = uniform_pair(xp, base, stream_key(seed, stream, shot, draw), dtype)
     return xp.sqrt(-2.0 * xp.log(u1)) * xp.cos((2.0 * math.pi) * u2)

@@ -2,7 +2,7 @@
 
 * mean < 10: inversion of the cumulative distribution with one uniform;
 * mean >= 10: Hormann's transformed rejection with squeeze (PTRS), each round
-  drawing two fresh uniforms per pixel (round r uses draws 1 + 2r, 2 + 2r), up
+  drawing two fresh uniforms per pixel (the 32-bit halves of draw 1 + r), up
   to 16 rounds (acceptance is about 0.9 per round; a pixel still pending after
   16 rounds, probability about 1e-16, gets the rounded normal approximation);
 * mean <= 0 or NaN: 0.
@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from .._backend import is_lazy
-from .counter_rng import STREAMS, stream_key, uniform
+from .counter_rng import STREAMS, stream_key, uniform, uniform_pair
 
 __all__ = ["poisson", "log_factorial", "SMALL_MEAN", "MAX_ROUNDS", "MAX_STEPS"]
 
@@ -86,16 +86,21 @@ def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool):
         slam = xp.sqrt(ll)
         b = 0.931 + 2.53 * slam
         a = -0.059 + 0.02483 * b
-        U = uniform(xp, bb, stream_key(seed, stream, shot, 1 + 2 * r), dt) - 0.5
-        V = uniform(xp, bb, stream_key(seed, stream, shot, 2 + 2 * r), dt)
+        U, V = uniform_pair(xp, bb, stream_key(seed, stream, shot, 1 + r), dt)
+        U = U - 0.5
         us = 0.5 - xp.abs(U)
         k = xp.floor((2.0 * a / us + b) * U + ll + 0.43)
         quick = (us >= 0.07) & (V <= 0.9277 - 3.6224 / (b - 2.0))
         hopeless = (k < 0) | ((us < 0.013) & (V > us))
         kk = xp.where(k < 0, xp.zeros_like(k), k)
-        lhs = xp.log(V) + xp.log(1.1239 + 1.1328 / (b - 3.4)) - xp.log(a / (us * us) + b)
-        rhs = -ll + kk * xp.log(ll) - log_factorial(xp, kk, table)
-        accept = quick | (~hopeless & (lhs <= rhs))
+        if compact:  # the full test only where the squeeze neither accepts nor rejects
+            need = ~quick & ~hopeless
+            accept = quick
+            if bool(xp.any(need)):
+                accept = xp.asarray(quick, copy=True)
+                accept[need] = _full_test(xp, V[need], us[need], kk[need], ll[need], a[need], b[need], table)
+        else:
+            accept = quick | (~hopeless & _full_test(xp, V, us, kk, ll, a, b, table))
         if compact:  # eager backends: the next round draws only for the pixels still pending
             res[pending] = kk
             left = ~accept
@@ -109,12 +114,18 @@ def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool):
     # still pending after MAX_ROUNDS rounds (probability ~1e-16 per pixel): rounded normal approximation
     from .counter_rng import normal
 
-    approx = xp.floor(ll + xp.sqrt(ll) * normal(xp, bb, seed, stream, shot, 1 + 2 * MAX_ROUNDS, dt) + 0.5)
+    approx = xp.floor(ll + xp.sqrt(ll) * normal(xp, bb, seed, stream, shot, 1 + MAX_ROUNDS, dt) + 0.5)
     approx = xp.where(approx < 0, xp.zeros_like(approx), approx)
     if compact:
         res[pending] = approx
         return res
     return xp.where(pending, approx, res)
+
+
+def _full_test(xp, V, us, k, lam, a, b, table):
+    """PTRS's acceptance test: log(V alpha^-1 / (a / us^2 + b)) <= -lam + k log(lam) - log(k!)."""
+    lhs = xp.log(V) + xp.log(1.1239 + 1.1328 / (b - 3.4)) - xp.log(a / (us * us) + b)
+    return lhs <= -lam + k * xp.log(lam) - log_factorial(xp, k, table)
 
 
 def poisson(xp, mean, base, seed: int, shot: int):
