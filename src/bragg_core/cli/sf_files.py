@@ -69,5 +69,5 @@ def load_structure_factors(opts, cwd: str, wavelength_A: float, detector, beam, 
         return LoadedSF(grid, model.cell_A_deg, note)
     except OSError as exc:
         raise error(f"{flag}: cannot read {name}: {exc.strerror or exc}") from None
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:   # RuntimeError: gemmi refusing a model it read
         raise error(f"{flag}: {exc}") from None

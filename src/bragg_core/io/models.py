@@ -126,6 +126,11 @@ def model_from_structure(st, source: str = "<structure>") -> AtomicModel:
                 names.append(el.name)
     if not pos:
         raise ModelFileError(f"{source}: no atoms in the first model")
+    values = np.column_stack([np.asarray(pos, dtype=np.float64), B, occ])
+    bad = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
+    if bad.size:
+        raise ModelFileError(f"{source}: atom {int(bad[0]) + 1} (in file order) has a coordinate, B-factor or "
+                             "occupancy that is not a finite number")
     elements = tuple(sorted(set(names), key=lambda n: gemmi.Element(n).atomic_number))
     index = {n: i for i, n in enumerate(elements)}
     frac = np.asarray(st.cell.frac.mat.tolist(), dtype=np.float64)
@@ -151,6 +156,6 @@ def read_model(path: str | os.PathLike) -> AtomicModel:
         raise FileNotFoundError(2, "No such file or directory", source)
     try:
         st = gemmi.read_structure(source)
-    except (RuntimeError, ValueError) as exc:
+    except Exception as exc:  # gemmi's parser raises RuntimeError, ValueError or IndexError on bad input
         raise ModelFileError(f"{source}: not a readable PDB or mmCIF model ({exc})") from None
     return model_from_structure(st, source)

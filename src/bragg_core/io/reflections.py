@@ -189,7 +189,7 @@ def read_mtz(path: str | os.PathLike, column: str | None = None) -> Reflections:
         raise FileNotFoundError(2, "No such file or directory", source)
     try:
         mtz = gemmi.read_mtz_file(source)
-    except (RuntimeError, ValueError) as exc:
+    except Exception as exc:  # gemmi's parser raises RuntimeError, ValueError or IndexError on bad input
         raise ReflectionFileError(f"{source}: not a readable MTZ file ({exc})") from None
     return mtz_reflections(mtz, column, source=source)
 
@@ -208,7 +208,7 @@ def read_sfcif(path: str | os.PathLike, column: str | None = None, *, block: str
         raise FileNotFoundError(2, "No such file or directory", source)
     try:
         blocks = gemmi.as_refln_blocks(gemmi.cif.read(source))
-    except (RuntimeError, ValueError) as exc:
+    except Exception as exc:  # as above
         raise ReflectionFileError(f"{source}: not a readable mmCIF file ({exc})") from None
     blocks = [b for b in blocks if b.default_loop is not None]
     if block is not None:
@@ -224,7 +224,7 @@ def read_sfcif(path: str | os.PathLike, column: str | None = None, *, block: str
         raise ReflectionFileError(f"{source}: no unit cell (_cell.length_a ...) in block {rb.block.name}")
     try:
         mtz = gemmi.CifToMtz().convert_block_to_mtz(rb)
-    except (RuntimeError, ValueError) as exc:
+    except Exception as exc:  # as above
         raise ReflectionFileError(f"{source}: cannot convert the reflections ({exc})") from None
     return mtz_reflections(mtz, column, source=source)
 
