@@ -128,13 +128,15 @@ def _run(argv) -> int:
     image, model, o = build_model(argv)
     backend, dtype = o.get("-backend"), o.get("-dtype", "float64")
     try:
-        enable_float64(backend, dtype)
+        enable_float64(backend, "float64")  # also JAX's 64-bit integers, which the noise generator needs
         ctx = get_context(backend=backend or "numpy", device=o.get("-device"), dtype=dtype)
         img = ctx.asarray(image)
         noiseless = apply_detector_model(img, replace(model, noise=False, psf=model.psf if not model.noise else None))
         noisy = apply_detector_model(img, model) if model.noise else None
     except BackendError as exc:
         raise UsageError(f"-backend/-device/-dtype: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"-psf_radius: {exc}") from None
     hdr = dict(pixel_mm=o.get("-pixel", 0.1), distance_mm=o.get("-distance", 100.0), wavelength_A=o.get("-lambda", 1.0))
     ints = np.asarray(to_numpy(noiseless.image)).astype(np.uint16)
     outputs = {o.get("-intfile", "intimage.img"): smv_bytes(ints, **hdr)}

@@ -242,7 +242,7 @@ def _run(argv) -> int:
     exp, kw, o = build_request(argv)
     backend, dtype = o.get("-backend"), o.get("-dtype", "float64")
     try:
-        enable_float64(backend, dtype)
+        enable_float64(backend, "float64")  # also JAX's 64-bit integers, which the noise generator needs
         image = amorphous_background(exp, backend=backend, device=o.get("-device"), dtype=dtype, **kw)
     except BackendError as exc:
         raise UsageError(f"-backend/-device/-dtype: {exc}") from None
