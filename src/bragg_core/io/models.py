@@ -3,7 +3,8 @@
 An :class:`AtomicModel` holds the atoms of the first model of a structure
 (the asymmetric unit: the space group's operators generate the rest of the
 cell), as NumPy arrays: fractional coordinates, isotropic B-factors
-(Angstrom^2; anisotropic ADPs are not used: ``B_iso`` as written in the file),
+(Angstrom^2; anisotropic ADPs are not used: ``B_iso`` as written in the file,
+and ANISOU values are dropped from the gemmi structure too),
 occupancies and an element index into per-element tables.  Strict NCS
 operators in the file (MTRIX records not marked as given) are applied first,
 so the arrays hold every copy.
@@ -108,8 +109,9 @@ def model_from_structure(st, source: str = "<structure>") -> AtomicModel:
         raise ModelFileError(f"{source}: {exc}") from None
     if any(not op.given for op in st.ncs):
         st.expand_ncs(gemmi.HowToNameCopiedChain.Dup)
-        st.setup_cell_images()
+    st.setup_cell_images()   # the images gemmi's calculator sums over: the space group's operators
     model = st[0]
+    no_aniso = gemmi.SMat33f(0, 0, 0, 0, 0, 0)
     pos, B, occ, names = [], [], [], []
     for chain in model:
         for res in chain:
@@ -119,6 +121,8 @@ def model_from_structure(st, source: str = "<structure>") -> AtomicModel:
                     raise ModelFileError(
                         f"{source}: atom {atom.name!r} of {res.name} {chain.name}{res.seqid.num} has an unknown "
                         f"element ({el.name!r}); no form factor for it")
+                if atom.aniso.nonzero():
+                    atom.aniso = no_aniso   # B_iso only, on both F-calc paths
                 p = atom.pos
                 pos.append((p.x, p.y, p.z))
                 B.append(atom.b_iso)
