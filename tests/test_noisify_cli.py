@@ -100,3 +100,15 @@ def test_nonbragg_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_bench_detector_runs_on_a_tiny_image(tmp_path, capsys):
+    from bragg_core import bench_detector
+
+    out = tmp_path / "b.json"
+    assert bench_detector.main(["--size", "24", "--rounds", "1", "--json", str(out)]) == 0
+    import json
+
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["backend"] == "numpy" and all(row[k] > 0 for k in ("bragg_s", "background_s", "psf_s", "noise_s"))
+    assert "(bg+psf+noise)/bragg" in capsys.readouterr().out
