@@ -211,8 +211,17 @@ def _run_panels(cfg, run_one) -> int:
     data = []
     for p in parts:
         data.append(np.fromfile(p, dtype="<f4"))
-        os.remove(p)
+        os.remove(p)  # a part of the joined float file
     atomic_write(float_name, data)
+    # statistics over every panel (sums in double of the float32 values, as for one panel)
+    n = sum(d.size for d in data)
+    peak = [float(d.max()) if d.size else 0.0 for d in data]
+    mean = sum(float(np.sum(d, dtype=np.float64)) for d in data) / max(n, 1)
+    rms = (sum(float(np.sum(d.astype(np.float64) ** 2)) for d in data) / max(n - 1, 1)) ** 0.5
+    rmsd = (sum(float(np.sum((d.astype(np.float64) - mean) ** 2)) for d in data) / max(n - 1, 1)) ** 0.5
+    k = int(np.argmax(peak))
+    print(f"all {len(parts)} panels: max_I = {max(peak + [0.0]):g} on panel {k}  mean= {mean:g} rms= {rms:g} "
+          f"rmsd= {rmsd:g}")
     print(f"writing {float_name} ({len(parts)} panels, one after another)")
     return 0
 
