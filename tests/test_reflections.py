@@ -331,3 +331,13 @@ def test_cli_two_sources_is_an_error(tmp_path, capsys):
     assert _cli(tmp_path, "-mtz", "in.mtz", "-hkl", "a.hkl") == 2
     assert "use one of them" in capsys.readouterr().err
     assert set(os.listdir(tmp_path)) == before
+
+
+def test_cli_warns_when_cell_differs_from_the_files(tmp_path, capsys):
+    mtz = tmp_path / "in.mtz"
+    write_mtz(mtz, "P 21 21 21", (40, 50, 60, 90, 90, 90), np.array([[1, 0, 0], [0, 1, 0]]), [("FP", "F", [3.0, 4.0])])
+    assert _cli(tmp_path, "-mtz", "in.mtz", "-cell", "41", "50", "60", "90", "90", "90", "-floatfile", "f.bin",
+                "-nopgm", "-nonoise") == 0
+    out = capsys.readouterr()
+    assert "column FP of in.mtz" in out.out + out.err
+    assert "the file's cell (40 50 60 90 90 90) differs from -cell" in out.out + out.err

@@ -52,7 +52,9 @@ def load_structure_factors(opts, cwd: str, wavelength_A: float, detector, beam, 
             refl = (read_mtz if flag == "-mtz" else read_sfcif)(path, opts.get("-mtz_column"))
             kind = "sqrt(max(I, 0)) of intensities" if refl.from_intensities else "amplitudes"
             note = f"{flag}: {kind} from column {refl.column} of {name}, expanded to P1 from {refl.space_group}"
-            return LoadedSF(refl.to_grid(default_F), refl.cell_A_deg, note)
+            loaded = LoadedSF(refl.to_grid(default_F), refl.cell_A_deg, note)
+            loaded.note = cell_note(opts, loaded)
+            return loaded
         model = sfdata.read_model(path)
         dmin = float(opts.get("-dmin", 0.0) or 0.0)
         if dmin <= 0:
@@ -66,8 +68,21 @@ def load_structure_factors(opts, cwd: str, wavelength_A: float, detector, beam, 
         grid = sfdata.fcalc_gemmi(model, wavelength_A, dmin, bulk_solvent=solvent)
         note = (f"-model: F-calc of {model.n_atoms} atoms of {name} ({model.space_group}) at "
                 f"{wavelength_A:g} A to {dmin:.3f} A")
-        return LoadedSF(grid, model.cell_A_deg, note)
+        loaded = LoadedSF(grid, model.cell_A_deg, note)
+        loaded.note = cell_note(opts, loaded)
+        return loaded
     except OSError as exc:
         raise error(f"{flag}: cannot read {name}: {exc.strerror or exc}") from None
     except (ValueError, RuntimeError) as exc:   # RuntimeError: gemmi refusing a model it read
         raise error(f"{flag}: {exc}") from None
+
+
+def cell_note(opts, loaded: LoadedSF) -> str:
+    """The loader's note, with a warning when -cell differs from the file's cell by more than 0.5%."""
+    given = opts.get("-cell")
+    if given is None or loaded.cell is None:
+        return loaded.note
+    if any(abs(float(a) - float(b)) > 0.005 * abs(float(b)) for a, b in zip(given, loaded.cell)):
+        cell = " ".join(f"{x:g}" for x in loaded.cell)
+        return f"{loaded.note}; the file's cell ({cell}) differs from -cell, which is used"
+    return loaded.note
