@@ -134,3 +134,20 @@ def test_stol_reader_rules(tmp_path):
         read_stol(bad)
     with pytest.raises(StolFormatError, match="cannot read"):
         read_stol(tmp_path / "missing.stol")
+
+
+def test_panels_split_of_a_detector_gives_the_same_background():
+    from dataclasses import replace
+
+    from bragg_core.amorphous import amorphous_background_panels
+    from bragg_core.panels import panel_from_detector
+
+    exp, kw, _ = build_request(["-stol", "water.stol", "-detpixels", "24", "-pixel", "2", "-distance", "60",
+                                "-detector_rotx", "3"])
+    whole = np.asarray(amorphous_background(exp, **kw))
+    top = panel_from_detector(exp.detector)
+    s = np.asarray(top.slow_axis, dtype=float) / np.linalg.norm(top.slow_axis)
+    upper = replace(top, spixels=10)
+    lower = replace(top, spixels=14, origin_mm=tuple(np.asarray(top.origin_mm, dtype=float) + 10 * 2.0 * s))
+    parts = amorphous_background_panels(exp, [upper, lower], **kw)
+    np.testing.assert_allclose(np.concatenate([np.asarray(p) for p in parts]), whole, rtol=1e-9)

@@ -26,7 +26,7 @@ from .geometry.sources import beam_sources
 from .io.stol import BUILTIN_TABLES, StolTable, builtin_table, read_stol
 from .physics.amorphous import amorphous_tile, interpolation_coefficients, molecule_count, scale_factor
 
-__all__ = ["amorphous_background", "resolve_material", "MATERIALS"]
+__all__ = ["amorphous_background", "amorphous_background_panels", "resolve_material", "MATERIALS"]
 
 #: density (g/cm^3) and molecular weight (g/mol) of the built-in materials, used when not given
 MATERIALS = {
@@ -162,3 +162,22 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
             else ctx.asarray(np.asarray(det.mask, dtype=bool), dtype=ctx.xp.bool)
         image = ctx.xp.where(ctx.xp.astype(m, ctx.xp.bool), image, ctx.xp.zeros_like(image))
     return image
+
+
+def amorphous_background_panels(experiment: Experiment, detector, material: Any = "water", **kwargs) -> list:
+    """The background on every panel of a multi-panel detector (a list of images, one per panel).
+
+    ``detector``: a :class:`~bragg_core.panels.MultiPanelDetector` or a sequence of
+    :class:`~bragg_core.panels.Panel` (sharing ``experiment.detector``'s beam and sampling
+    options, as in :func:`bragg_core.panels.simulate_panels`); keyword arguments as
+    :func:`amorphous_background`.  For the noise of panel k, place its pixels with
+    ``detector_pixel_index(..., offset=<pixels of panels 0..k-1>)``.
+    """
+    from .panels import MultiPanelDetector, Panel
+
+    if isinstance(detector, Panel):
+        detector = (detector,)
+    mp = detector if isinstance(detector, MultiPanelDetector) else MultiPanelDetector(
+        panels=tuple(detector), base=experiment.detector)
+    return [amorphous_background(Experiment(beam=experiment.beam, detector=d, crystal=experiment.crystal),
+                                 material, **kwargs) for d in mp.detectors()]
