@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .symmetry import SymmetryError, _gemmi, space_group_ops
+from .symmetry import SymmetryError, _gemmi, _gemmi_read, space_group_ops
 
 __all__ = ["ModelFileError", "AtomicModel", "read_model", "model_from_structure", "anomalous_factors"]
 
@@ -154,12 +154,5 @@ def model_from_structure(st, source: str = "<structure>") -> AtomicModel:
 
 def read_model(path: str | os.PathLike) -> AtomicModel:
     """Read a PDB or mmCIF model (any format gemmi recognises; gzip allowed)."""
-    source = os.fspath(path)
-    gemmi = _gemmi()
-    if not os.path.exists(source):
-        raise FileNotFoundError(2, "No such file or directory", source)
-    try:
-        st = gemmi.read_structure(source)
-    except Exception as exc:  # gemmi's parser raises RuntimeError, ValueError or IndexError on bad input
-        raise ModelFileError(f"{source}: not a readable PDB or mmCIF model ({exc})") from None
-    return model_from_structure(st, source)
+    st = _gemmi_read(path, _gemmi().read_structure, ModelFileError, "PDB or mmCIF model")
+    return model_from_structure(st, os.fspath(path))

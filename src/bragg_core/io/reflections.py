@@ -37,7 +37,7 @@ import numpy as np
 from ._text import read_text
 from .grid import StructureFactorGrid
 from .hkl import MAX_GRID_CELLS, parse_hkl
-from .symmetry import SymmetryError, _gemmi, expand_to_p1, space_group_ops
+from .symmetry import SymmetryError, _gemmi, _gemmi_read, expand_to_p1, space_group_ops
 
 __all__ = ["ReflectionFileError", "Reflections", "read_mtz", "read_sfcif", "read_hkl_reflections",
            "mtz_reflections"]
@@ -183,15 +183,8 @@ def mtz_reflections(mtz, column: str | None = None, *, source: str = "<mtz>") ->
 
 def read_mtz(path: str | os.PathLike, column: str | None = None) -> Reflections:
     """Reflections of an MTZ file (amplitudes from ``column``, or chosen as the module notes say)."""
-    source = os.fspath(path)
-    gemmi = _gemmi()
-    if not os.path.exists(source):
-        raise FileNotFoundError(2, "No such file or directory", source)
-    try:
-        mtz = gemmi.read_mtz_file(source)
-    except Exception as exc:  # gemmi's parser raises RuntimeError, ValueError or IndexError on bad input
-        raise ReflectionFileError(f"{source}: not a readable MTZ file ({exc})") from None
-    return mtz_reflections(mtz, column, source=source)
+    mtz = _gemmi_read(path, _gemmi().read_mtz_file, ReflectionFileError, "MTZ file")
+    return mtz_reflections(mtz, column, source=os.fspath(path))
 
 
 def read_sfcif(path: str | os.PathLike, column: str | None = None, *, block: str | None = None) -> Reflections:
@@ -204,12 +197,8 @@ def read_sfcif(path: str | os.PathLike, column: str | None = None, *, block: str
     """
     source = os.fspath(path)
     gemmi = _gemmi()
-    if not os.path.exists(source):
-        raise FileNotFoundError(2, "No such file or directory", source)
-    try:
-        blocks = gemmi.as_refln_blocks(gemmi.cif.read(source))
-    except Exception as exc:  # as above
-        raise ReflectionFileError(f"{source}: not a readable mmCIF file ({exc})") from None
+    blocks = _gemmi_read(path, lambda p: gemmi.as_refln_blocks(gemmi.cif.read(p)), ReflectionFileError,
+                         "mmCIF file")
     blocks = [b for b in blocks if b.default_loop is not None]
     if block is not None:
         blocks = [b for b in blocks if b.block.name == block]
@@ -224,7 +213,7 @@ def read_sfcif(path: str | os.PathLike, column: str | None = None, *, block: str
         raise ReflectionFileError(f"{source}: no unit cell (_cell.length_a ...) in block {rb.block.name}")
     try:
         mtz = gemmi.CifToMtz().convert_block_to_mtz(rb)
-    except Exception as exc:  # as above
+    except Exception as exc:  # gemmi's failures, as in _gemmi_read
         raise ReflectionFileError(f"{source}: cannot convert the reflections ({exc})") from None
     return mtz_reflections(mtz, column, source=source)
 

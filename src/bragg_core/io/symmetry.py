@@ -37,6 +37,19 @@ def _gemmi():
     return gemmi
 
 
+def _gemmi_read(path, read, error, what: str):
+    """``read(path)`` with gemmi, a missing file as FileNotFoundError and any parser failure as ``error``."""
+    import os
+
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise FileNotFoundError(2, "No such file or directory", source)
+    try:
+        return read(source)
+    except Exception as exc:  # gemmi's parsers raise RuntimeError, ValueError or IndexError on bad input
+        raise error(f"{source}: not a readable {what} ({exc})") from None
+
+
 @dataclass(frozen=True)
 class SpaceGroupOps:
     """The operators of a space group as arrays (fractional coordinates).
