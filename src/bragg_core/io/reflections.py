@@ -192,7 +192,7 @@ def read_sfcif(path: str | os.PathLike, column: str | None = None, *, block: str
 
     The block is converted with gemmi's standard mmCIF-to-MTZ column names
     (``F_meas_au`` -> ``FP``, ``pdbx_F_plus``/``pdbx_F_minus`` -> ``F(+)``/``F(-)``,
-    ``intensity_meas`` -> ``I``, ``pdbx_I_plus``/``pdbx_I_minus`` -> ``I(+)``/``I(-)``);
+    ``intensity_meas`` -> ``IMEAN``, ``pdbx_I_plus``/``pdbx_I_minus`` -> ``I(+)``/``I(-)``);
     ``column`` names one of those labels.
     """
     source = os.fspath(path)
