@@ -393,3 +393,13 @@ def test_float32_stays_float32_and_close(protein):
     assert F.dtype == torch.float32
     # phases 2 pi h.x of up to ~100 rad formed in float32: errors of ~1e-5 of a typical |F|
     assert float(np.max(np.abs(F.numpy() - ref))) <= 1e-4 * math.sqrt(float(np.mean(ref * ref)))
+
+
+def test_friedel_mates_equal_without_anomalous_scattering(protein):
+    plan = sfdata.fcalc_plan(protein, 3.0)
+    plain = sfdata.fcalc(protein, 1.74, 3.0, plan=plan, anomalous=False)
+    anom = sfdata.fcalc(protein, 1.74, 3.0, plan=plan)
+    d_plain = at(plain, plan.hkl) - at(plain, -plan.hkl)
+    d_anom = at(anom, plan.hkl) - at(anom, -plan.hkl)
+    assert float(np.max(np.abs(d_plain))) <= 1e-9 * float(np.max(at(plain, plan.hkl)))
+    assert float(np.max(np.abs(d_anom))) > 0.5
