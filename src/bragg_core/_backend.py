@@ -16,7 +16,6 @@ Rules (see ``specs/backends.md``):
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -446,10 +445,6 @@ class Context:
         return self.xp.arange(n, dtype=self.dtype if dtype is None else dtype, device=self.device)
 
     @property
-    def index_dtype(self):
-        return self.xp.int64
-
-    @property
     def eps(self) -> float:
         return float(self.xp.finfo(self.dtype).eps)
 
@@ -467,7 +462,7 @@ def get_context(*values: Any, backend: str | None = None, device: Any = None, dt
     """
     if backend is not None:
         xp, dev = resolve_backend(backend, device)
-        arr_xp, arr_dev = namespace_of(*values)
+        arr_xp, _ = namespace_of(*values)
         if any(_is_array(v) for v in values) and backend_name(arr_xp) != backend_name(xp):
             raise BackendError(
                 f"backend {backend!r} was requested but the arrays passed are "
@@ -544,6 +539,10 @@ def host_scalar(value: Any):
         return float(np.asarray(to_numpy(value), dtype=np.float64).reshape(()))
     except TypeError:  # JAX's ConcretizationTypeError/TracerArrayConversionError are TypeErrors
         return None
+    except RuntimeError:  # a tensor inside a torch.func transform has no storage to read
+        if type(value).__module__.startswith("torch"):
+            return None
+        raise
 
 
 def carries_gradient(value: Any) -> bool:
@@ -552,7 +551,14 @@ def carries_gradient(value: Any) -> bool:
         return False
     if getattr(value, "requires_grad", False):
         return True
-    return type(value).__module__.startswith("jax") and host_scalar(value) is None
+    mod = type(value).__module__
+    if not (mod.startswith("jax") or mod.startswith("torch")):
+        return False
+    try:
+        to_numpy(value)
+    except (TypeError, RuntimeError):  # a JAX tracer; a tensor inside a torch.func transform
+        return True
+    return False
 
 
 def host_only(value: Any, what: str):
@@ -570,8 +576,3 @@ def host_only(value: Any, what: str):
             "or cut-offs); pass it as a plain number or an array that does not require grad"
         )
     return host_scalar(value)
-
-
-def finite_scalar(value: Any) -> bool:
-    """True when a Python/NumPy scalar is finite (used in input validation)."""
-    return math.isfinite(float(value))

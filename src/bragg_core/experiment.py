@@ -381,8 +381,11 @@ class Crystal:
     structure_factors: Any = None
     interpolate: Optional[bool] = None
     dmin_A: Any = 0.0
+    smooth: bool = False   # refinement-grade smooth model (a documented deviation from the reference)
 
     def __post_init__(self):
+        if not isinstance(self.smooth, bool):
+            raise ExperimentError(f"Crystal.smooth must be True or False, got {self.smooth!r}")
         if self.cell_A_deg is None and self.reciprocal_vectors_per_A is None:
             raise ExperimentError("Crystal needs cell_A_deg or reciprocal_vectors_per_A")
         if self.cell_A_deg is not None:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._backend import Context, get_context, is_host_array, to_numpy
+from ._backend import Context, carries_gradient, get_context, is_host_array, to_numpy
 from ._types import Array
 from .engine.render import RenderInfo, render_detailed
 from .engine.setup import Setup, build_setup
@@ -61,7 +61,27 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
     the whole image never exists in the working dtype; other backends return
     the working dtype.
     """
-    ctx: Context = get_context(*_arrays_in(experiment), backend=backend, device=device, dtype=dtype)
+    arrays = _arrays_in(experiment)
+    ctx: Context = get_context(*arrays, backend=backend, device=device, dtype=dtype)
     setup = build_setup(experiment, ctx)
     image, info = render_detailed(setup, memory_budget_bytes, progress, store_dtype=store_dtype)
-    return Simulation(image=image, setup=setup, info=info)
+    return Simulation(image=_connect_inert(image, arrays, ctx), setup=setup, info=info)
+
+
+def _connect_inert(image, arrays, ctx: Context):
+    """Give every differentiable input a part in the image, with weight zero.
+
+    A parameter that cannot change the image (the beam centre under the
+    DIALS or XDS conventions, ``fudge`` with the square shape) then gets a
+    gradient of zero on every framework, as JAX gives, instead of torch's
+    ``None``.  Nothing is added when no input carries gradients.
+    """
+    live = [a for a in arrays if carries_gradient(a)]
+    if not live:
+        return image
+    xp = ctx.xp
+    zero = None
+    for a in live:
+        part = xp.sum(ctx.asarray(a)) * 0.0
+        zero = part if zero is None else zero + part
+    return image + zero

@@ -79,7 +79,11 @@ def _check(name: str, value: Any, rule: str) -> None:
         return
     xp, _ = namespace_of(value)
     ok = valid(xp, value)
-    if not bool(xp.all(ok)):
+    try:
+        all_ok = bool(xp.all(ok))
+    except RuntimeError:  # inside a torch.func transform the values cannot be read: like a JAX tracer
+        return
+    if not all_ok:
         bad = to_numpy(value)[~to_numpy(ok)].flat[0].item()
         raise ValueError(
             f"{name} must be {words}, got {bad!r} in an array of shape {tuple(value.shape)}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Capabilities, Context, is_scalar, to_numpy
+from .._backend import Capabilities, Context, carries_gradient, is_scalar, to_numpy
 from .._types import Array
 from ..numerics import CosPi, cos_pi_function
 from ..physics.polarization import polarization_frame
@@ -106,10 +106,14 @@ _ORTHONORMAL_TOL = 1e-12
 
 def flat_frame(setup: Setup) -> FlatFrame | None:
     """The :class:`FlatFrame` of a setup, or None (curved detector, a frame that is not orthonormal,
-    or values that cannot be read on the host, such as JAX tracers)."""
+    frame vectors that carry gradients, or values that cannot be read on the host, such as JAX tracers)."""
     if setup.curved:
         return None
     dg = setup.detector
+    if any(carries_gradient(v) for v in (dg.sdet, dg.fdet, dg.odet)):
+        # the projections use identities of an orthonormal frame: exact in value, but a derivative
+        # that moves the frame off the orthonormal set would be lost
+        return None
     try:
         M = np.stack([np.asarray(to_numpy(v), dtype=np.float64).reshape(3) for v in (dg.sdet, dg.fdet, dg.odet)])
     except Exception:  # a traced value: no host copy

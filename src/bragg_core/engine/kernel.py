@@ -63,7 +63,10 @@ def render_tile(k: KernelInputs, f_idx, s_idx, q_block: int):
         parallax = paths.dot_at(gx.reshape(g.asarray(dg.odet), (1, 3)), T - 1)[0, :] * inv_rl
         step, mu = setup.thick.step, setup.mu_per_m
         step, mu = (v if is_scalar(v) else g.asarray(v) for v in (step, mu))
-        factor = factor * capture_fraction(gx, float(T - 1), step, mu, parallax)
+        cap = capture_fraction(gx, float(T - 1), step, mu, parallax)
+        if setup.sensor_present is not None:  # an array thickness of 0: no sensor factor, as for a plain 0
+            cap = gx.where(g.asarray(setup.sensor_present, dtype=gx.bool), cap, gx.ones_like(cap))
+        factor = factor * cap
     inc_g, lam_g = fr.incident_g, g.asarray(setup.sources.wavelength_m)
     col = lambda v: gx.reshape(v, (K, 1, 1, 1))  # noqa: E731
     valid = d = None
@@ -86,6 +89,11 @@ def render_tile(k: KernelInputs, f_idx, s_idx, q_block: int):
     if valid is not None:
         total = xp.where(ctx.asarray(valid, dtype=xp.bool), total, xp.zeros_like(total))
     total = total[0, ...] if K == 1 else xp.sum(total, axis=0)          # (T, S, P)
+    if setup.sensor_present is not None and T > 1:
+        # an array thickness of 0: one layer counts, as for a plain thickness of 0
+        first = xp.reshape(ctx.arange(T) == 0, (T, 1, 1))
+        present = ctx.asarray(setup.sensor_present, dtype=xp.bool)
+        total = xp.where(present | first, total, xp.zeros_like(total))
     I = xp.reshape(total, (P,)) if one_path else xp.sum(xp.reshape(total, (T * S, P)), axis=0)
     if setup.water_on:
         I = k.I_bg + I

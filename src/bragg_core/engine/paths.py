@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import is_host_array
-
 from ..geometry.vectors import rotate_axis
 from ..physics.detector_response import capture_fraction, solid_angle
 from .inputs import KernelInputs
@@ -84,6 +83,8 @@ def sub_pixel_geometry(k: KernelInputs, f_idx, s_idx):
         t = xp.reshape(g.arange(T), (1, T, 1))
         parallax = d[0] * o[0] + d[1] * o[1] + d[2] * o[2]
         cap = capture_fraction(xp, t, fr.layer_step_m, fr.mu_per_m, parallax)
+        if setup.sensor_present is not None:  # an array thickness of 0: no sensor factor, as for a plain 0
+            cap = xp.where(g.asarray(setup.sensor_present, dtype=xp.bool), cap, xp.ones_like(cap))
     return d, omega, cap
 
 

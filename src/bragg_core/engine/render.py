@@ -26,22 +26,6 @@ class RenderInfo:
     workers_private_bytes: int   # private memory of forked workers (their shared pages are in ours)
 
 
-def compiled_kernel(k: KernelInputs, q_block: int):
-    """The tile kernel, compiled once per tile shape where the backend compiles (``jax.jit``).
-
-    The kernel inputs enter as closed-over constants; every branch in the
-    kernel is on host values, so the trace is valid for every tile.
-    """
-    def kernel(f_idx, s_idx):
-        return render_tile(k, f_idx, s_idx, q_block)
-
-    if k.caps.jit_tiles:
-        import jax
-
-        return jax.jit(kernel)
-    return kernel
-
-
 def render(setup: Setup, memory_budget_bytes: int | None = None, progress=None, store_dtype=None) -> Array:
     """The float image (spixels, fpixels); see :func:`render_detailed`."""
     return render_detailed(setup, memory_budget_bytes, progress, store_dtype)[0]
@@ -80,13 +64,16 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
     n = W * H
     plan = plan_tiles(setup, n, memory_budget_bytes or DEFAULT_MEMORY_BUDGET)
     rects = tile_rects(W, H, plan.pixels_per_tile)
-    kernel = compiled_kernel(k, plan.orientations_per_block)
+    if caps.jit_tiles:  # one compiled computation, reused for every tile
+        block = _render_mapped(k, plan, (x0, y0, W, H), progress)
+        info = RenderInfo(tiles=len(rects), workers=1, forked=False, workers_private_bytes=0)
+        return _finish(setup, ctx, block, (x0, x1, y0, y1), info, zeros, prealloc)
 
     def compute(rect):
         r0, r1, c0, c1 = rect
         s_idx = g.arange(r1 - r0) + float(y0 + r0)
         f_idx = g.arange(c1 - c0) + float(x0 + c0)
-        return xp.reshape(kernel(f_idx, s_idx), (r1 - r0, c1 - c0))
+        return xp.reshape(render_tile(k, f_idx, s_idx, plan.orientations_per_block), (r1 - r0, c1 - c0))
 
     workers = parallel.worker_count(caps, len(rects))
     forked = parallel.should_fork(caps, workers, n * setup.paths_per_pixel)
@@ -122,6 +109,15 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
         block = _assemble(xp, tiles, rects, H)
         del tiles
     info = RenderInfo(tiles=len(rects), workers=workers, forked=forked, workers_private_bytes=added)
+    return _finish(setup, ctx, block, (x0, x1, y0, y1), info, zeros, prealloc)
+
+
+def _finish(setup, ctx, block, roi, info, zeros, prealloc):
+    """Mask the rendered block and place it on the whole detector."""
+    xp = ctx.xp
+    x0, x1, y0, y1 = roi
+    fp, sp = setup.detector.fpixels, setup.detector.spixels
+    W, H = x1 - x0 + 1, y1 - y0 + 1
     if setup.mask is not None:
         m = ctx.asarray(np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1] != 0, dtype=xp.bool)
         block = xp.where(m, block, xp.zeros_like(block))
@@ -129,6 +125,48 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
         return block, info
     return _pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp),
                             lambda shape: zeros(shape, block.dtype if prealloc else None)), info
+
+
+def _render_mapped(k: KernelInputs, plan, origin, progress):
+    """The (H, W) block as tiles of one shape under a loop primitive (``jax.lax.map``).
+
+    Every tile is the same traced computation, so compiling (also under
+    ``jax.jit(jax.grad(...))``) costs the same whatever the image size; the
+    tile body is checkpointed, so reverse mode keeps one tile's
+    intermediates at a time and recomputes each in the backward pass.  The
+    last band (or row piece) is padded with pixels beyond the block, which
+    are computed and dropped.
+    """
+    import jax
+
+    x0, y0, W, H = origin
+    g = k.gctx
+    xp = k.ctx.xp
+    kernel = lambda f_idx, s_idx: render_tile(k, f_idx, s_idx, plan.orientations_per_block)  # noqa: E731
+    per = plan.pixels_per_tile
+    if W <= per:
+        rows, cols = max(1, min(H, per // W)), W
+        n_r, n_c = -(-H // rows), 1
+    else:
+        rows, cols = 1, per
+        n_r, n_c = H, -(-W // per)
+    r_base = g.arange(rows) + float(y0)
+    c_base = g.arange(cols) + float(x0)
+
+    @jax.checkpoint
+    def body(i):
+        r = i // n_c
+        c = i - r * n_c
+        s_idx = r_base + xp.astype(r, g.dtype) * float(rows)
+        f_idx = c_base + xp.astype(c, g.dtype) * float(cols)
+        return xp.reshape(kernel(f_idx, s_idx), (rows, cols))
+
+    tiles = jax.lax.map(body, xp.arange(n_r * n_c))               # (n_r * n_c, rows, cols)
+    block = xp.reshape(xp.permute_dims(xp.reshape(tiles, (n_r, n_c, rows, cols)), (0, 2, 1, 3)),
+                       (n_r * rows, n_c * cols))
+    if progress is not None:
+        progress(W * H)
+    return block[:H, :W]
 
 
 def _assemble(xp, tiles, rects, H):
@@ -160,4 +198,4 @@ def _pad_to_detector(xp, block, roi, size, zeros):
     return xp.concat(vparts, axis=0) if len(vparts) > 1 else rows
 
 
-__all__ = ["render", "render_detailed", "RenderInfo", "compiled_kernel", "ImageStats", "image_stats"]
+__all__ = ["render", "render_detailed", "RenderInfo", "ImageStats", "image_stats"]

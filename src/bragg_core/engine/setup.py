@@ -14,7 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Context, geometry_context, is_host_array, host_only, host_scalar, is_scalar, to_numpy
+from .. import units
+from .._backend import (
+    Context,
+    carries_gradient,
+    geometry_context,
+    host_only,
+    host_scalar,
+    is_host_array,
+    is_scalar,
+    to_numpy,
+)
 from ..experiment import Experiment, ExperimentError
 from ..geometry.crystal import CellGeometry, cell_geometry, orientations
 from ..geometry.detector import DetectorGeometry, detector_geometry
@@ -24,8 +34,6 @@ from ..geometry.sources import Sources, beam_sources
 from ..physics.background import water_intensity
 from ..physics.structure_factors import FGrid
 from ..rng import ShuffledLehmer
-from .. import units
-
 
 
 @dataclass
@@ -66,6 +74,8 @@ class Setup:
     roi: tuple                # inclusive (xmin, xmax, ymin, ymax)
     mask: Any
     warnings: list = field(default_factory=list)
+    sensor_present: Any = None  # a 0-d boolean array (thickness > 0) when the thickness is an array, else None
+    smooth: bool = False        # the refinement-grade smooth model (Crystal.smooth)
 
     @property
     def steps(self) -> int:
@@ -112,7 +122,7 @@ def _host_lengths(real_m):
     """Cell-vector lengths (m) on the host, or None when the cell is traced."""
     try:
         real = np.asarray(to_numpy(real_m), dtype=np.float64)
-    except TypeError:  # a JAX tracer has no host copy
+    except (TypeError, RuntimeError):  # a JAX tracer, a torch.func tensor: no host copy
         return None
     return np.sqrt(np.sum(real * real, axis=-1))
 
@@ -162,6 +172,8 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
                     cr.phi_steps)
     spread_in = cr.mosaic_spread_deg
     spread_h = _choice(spread_in, 1.0)  # a traced spread is taken as positive
+    if spread_h == 0.0 and carries_gradient(spread_in):
+        spread_h = 1.0  # so is one that carries gradients at 0: its derivative there is the one-sided one
     spread_host, n_mos, w = mosaic_domains(None if spread_h is None else units.deg_to_rad(spread_h), cr.mosaic_domains)
     warnings += w
     spread = spread_host
@@ -175,19 +187,29 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     # sensor layers: counts on the host, the layer step and mu as arrays of the thickness/depth
     thick_in, depth = det.thickness_um, det.attenuation_depth_um
     thick_h = _choice(thick_in, 1.0)  # a traced thickness is taken as positive
+    if thick_h == 0.0 and carries_gradient(thick_in):
+        thick_h = 1.0  # so is one that carries gradients at 0 (see sensor_present)
     depth_h = _choice(depth, 1.0)
     no_absorption = depth is not None and (math.isinf(depth_h) or depth_h == 0.0)
     thick = thickness_steps(0.0 if no_absorption else units.um_to_m(thick_h), None, det.thickness_steps)
+    sensor_present = None
+    thick_safe = None
     if thick.range > 0 and not _plain(thick_in):
-        # the layer step as an array of the thickness: gradients reach thickness_um
-        thick = replace(thick, step=units.um_to_m(g.asarray(thick_in)) * (thick.step / thick.range))
+        # the layer step as an array of the thickness: gradients reach thickness_um.  A thickness
+        # of 0 is an ordinary point: the layers then coincide, mu takes a stand-in (no 0 * inf) and
+        # the kernel replaces the capture fraction by 1, as for a plain thickness of 0 (sensor_present)
+        t_arr = g.asarray(thick_in)
+        sensor_present = t_arr > 0
+        thick_safe = xp.where(sensor_present, t_arr, xp.ones_like(t_arr))
+        thick = replace(thick, step=units.um_to_m(t_arr) * (thick.step / thick.range))
     if no_absorption:
         mu = 0.0
     elif depth is not None:
         mu = units.attenuation_depth_um_to_mu_per_m(g.asarray(depth))
     elif thick.range > 0:
-        mu = 1.0 / thick.range if _plain(thick_in) else units.attenuation_depth_um_to_mu_per_m(g.asarray(thick_in))
-        warnings.append(f"no attenuation depth given: using mu = 1/thickness = {units.attenuation_depth_um_to_mu_per_m(thick_h):g} per m")
+        mu = 1.0 / thick.range if thick_safe is None else units.attenuation_depth_um_to_mu_per_m(thick_safe)
+        mu_h = units.attenuation_depth_um_to_mu_per_m(thick_h)
+        warnings.append(f"no attenuation depth given: using mu = 1/thickness = {mu_h:g} per m")
     else:
         mu = -1.0
 
@@ -238,7 +260,7 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     return Setup(
         ctx=ctx, gctx=g, detector=dg, cell=cell, sources=sources, N=N, N_host=N_host,
         oversample=int(oversample), oversample_auto=auto, interpolate=interpolate,
-        phi=phi, phi0_rad=phi0, mosaic_spread_rad=spread_host if host_scalar(spread_in) is not None or spread_in is None else None,
+        phi=phi, phi0_rad=phi0, mosaic_spread_rad=_reported_spread(spread_in, spread_host),
         n_mosaic=n_mos, orientations_m=orient,
         thick=thick, mu_per_m=mu, grid=grid,
         default_F=cr.default_F if _plain(cr.default_F) else ctx.asarray(cr.default_F),
@@ -248,8 +270,18 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
         polarization_correction=beam.polarization_correction, curved=det.curved,
         point_pixel=det.point_pixel, oversample_omega=det.oversample_omega,
         oversample_polar=det.oversample_polar, oversample_thick=det.oversample_thick,
-        roi=tuple(roi), mask=det.mask, warnings=warnings,
+        roi=tuple(roi), mask=det.mask, warnings=warnings, sensor_present=sensor_present, smooth=cr.smooth,
     )
+
+
+def _reported_spread(spread_in, spread_host):
+    """The mosaic spread (rad) as a host number for reports; None when it cannot be read (traced)."""
+    if spread_in is None:
+        return spread_host
+    h = host_scalar(spread_in)
+    if h is None:
+        return None
+    return 0.0 if h == 0.0 else spread_host
 
 
 def _opt_rad(v, what):

@@ -8,7 +8,7 @@ amplitude, the nearest grid value, or the tricubic interpolation where its
 
 from __future__ import annotations
 
-from ..physics import lattice
+from ..physics import lattice, smooth
 from ..physics.structure_factors import interpolation_inside, nearest, tricubic
 from .inputs import KernelInputs
 from .miller import miller
@@ -54,9 +54,30 @@ def _odd_grating(k: KernelInputs) -> bool:
     return k.setup.shape == "square" and k.grid is None and lattice.odd_counts(k.N)
 
 
+def smooth_terms(k: KernelInputs, hkl3):
+    """|F_cell F_latt|^2 and F_latt of the refinement-grade smooth model (``physics.smooth``)."""
+    xp = k.ctx.xp
+    setup = k.setup
+    hkl0 = tuple(lattice.nearest_index(xp, x) for x in hkl3)
+    if setup.shape == "square":
+        Fl = lattice.square(xp, hkl3, hkl0, k.N, k.cos_pi)
+        S2 = Fl * Fl
+    else:
+        rec = k.ctx.asarray(setup.cell.reciprocal_per_A)
+        S2 = smooth.shape_sqr_sum(xp, setup.shape, xp.stack(hkl3, axis=-1), xp.stack(hkl0, axis=-1), k.N,
+                                  setup.fudge, rec, k.ctx.asarray)
+        Fl = xp.sqrt(S2)
+    if k.grid is None:
+        F = k.default_F
+        return S2 * (F * F), Fl
+    return S2 * smooth.amplitude_sqr_blend(xp, k.grid, xp.stack(hkl3, axis=-1), k.default_F, k.ctx.asarray), Fl
+
+
 def intensity_terms(k: KernelInputs, hkl3):
     """|F_cell F_latt|^2 and F_latt from h, k, l (three arrays of one shape)."""
     xp = k.ctx.xp
+    if k.setup.smooth:
+        return smooth_terms(k, hkl3)
     if _odd_grating(k):
         direct = k.ctx.dtype_name == "float64" and not k.caps.slow_float64_trig
         Fl = lattice.grating_odd_product(xp, hkl3, k.N, direct=direct, cos_pi=k.cos_pi)

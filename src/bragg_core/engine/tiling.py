@@ -21,6 +21,8 @@ def plan_tiles(setup: Setup, n_pixels: int, budget: int) -> TilePlan:
     T, S, K = setup.thick.count, setup.oversample ** 2, setup.n_sources
     Q = int(setup.orientations_m.shape[0])
     per_elem = (96 if setup.interpolate else 14) * item  # live temporaries per (path, orientation)
+    if setup.smooth:
+        per_elem += (27 * 12 + 8 * 8) * item  # 27 neighbours' shape factors, 8 corners' amplitudes
     per_path = 40 * 8                                   # per (pixel, layer, sub-pixel, source), float64
     q_block = Q
     if not setup.running_sum:

@@ -20,7 +20,6 @@ from ..rng import ShuffledLehmer, random_misset_angles
 from .vectors import cross, dot, norm, rotate_xyz
 
 
-
 @dataclass(frozen=True)
 class CellGeometry:
     real_m: Any            # (3, 3): rows a, b, c in metres (phi = 0, no mosaic)
@@ -44,7 +43,8 @@ def cell_geometry(cr: Crystal, wavelength_A, g, rng_stream: ShuffledLehmer | Non
     if user_cell:
         cell = A(cr.cell_A_deg)
         a, b, c = cell[0], cell[1], cell[2]
-        al, be, ga = (units.deg_to_rad(cell[i]) for i in (3, 4, 5))
+        angles = units.deg_to_rad(cell[3:6])  # one array: indexing first would give NumPy scalars of another dtype
+        al, be, ga = angles[0], angles[1], angles[2]
         s = (al + be + ga) / 2
         skew = xp.abs(xp.sin(s) * xp.sin(s - al) * xp.sin(s - be) * xp.sin(s - ga))
         V = 2.0 * a * b * c * xp.sqrt(skew)

@@ -68,6 +68,22 @@ def _sign_even(xp, h0, N: int):
     return 1.0 - 2.0 * (h0 - 2.0 * xp.floor(0.5 * h0))
 
 
+# Below |u| = 1/4, sin(u)/u is evaluated by its Taylor series to u^10 (truncation
+# below 1e-17 relative), so that its value and its derivative are exact at and
+# near 0; above, the closed form loses at most ~3 eps / u^2 in its derivative.
+_SINC_SERIES_U2 = 0.0625
+
+
+def sinc(xp, u):
+    """sin(u) / u, 1 at u = 0, with a series near 0 (double-where safe: finite, exact gradients)."""
+    u2 = u * u
+    small = u2 < _SINC_SERIES_U2
+    us = xp.where(small, xp.ones_like(u), u)
+    series = 1.0 + u2 * (-1.0 / 6.0 + u2 * (1.0 / 120.0 + u2 * (-1.0 / 5040.0 + u2 * (
+        1.0 / 362880.0 + u2 * (-1.0 / 39916800.0)))))
+    return xp.where(small, series, xp.sin(us) / us)
+
+
 def sincg(xp, h, h0, n, cos_pi: CosPi = cos_pi_plain):
     """Grating function sin(N pi h) / sin(pi h), with its limit N at integer h.
 
@@ -75,32 +91,36 @@ def sincg(xp, h, h0, n, cos_pi: CosPi = cos_pi_plain):
     precision stays accurate at strong reflections: for integer N,
     sin(N pi h)/sin(pi h) = (-1)^((N-1) h0) sin(N pi d)/sin(pi d)
     = (-1)^((N-1) h0) U_(N-1)(cos(pi d)), the Chebyshev form used up to
-    ``CHEBYSHEV_MAX_N`` (no division, no special case at d = 0).
+    ``CHEBYSHEV_MAX_N`` (no division, no special case at d = 0).  Above it,
+    sin(N x)/sin(x) = N sinc(N x) / sinc(x) with x = pi d: no division by a
+    small number, so value and derivative stay exact at and near d = 0.
     For a non-integer or array N (a refined, differentiable N) the same idea
     with N = M + f, M = round(N) held constant:
-    sin(N pi h)/sin(pi h) = (-1)^((M-1) h0) sin(pi (f h0 + N d))/sin(pi d),
-    equal to the integer form when f = 0 and exact in its derivative in N.
-    At d = 0 the limit N cos(pi f h0) (-1)^((M-1) h0) is taken, through a
-    double where (finite gradients at the Bragg peak centre).
+    sin(N pi h)/sin(pi h) = (-1)^((M-1) h0) sin(pi (f h0 + N d))/sin(pi d)
+    = (-1)^((M-1) h0) [cos(pi f h0) N sinc(N x)/sinc(x) + sin(pi f h0) cos(N x)/sin(x)].
+    The first part is the integer form (exact in its derivatives, also in N);
+    the second is zero for integer N and otherwise has the true pole at
+    d = 0, where the reference's limit N cos(pi f h0) (-1)^((M-1) h0) is
+    taken (through a double where: finite gradients at the peak centre).
     """
     d = h - h0
     if _is_integral(n) and float(n) <= CHEBYSHEV_MAX_N:
         c = cos_pi(xp, d)
         return _sign_even(xp, h0, int(n)) * chebyshev_u(xp, c, int(n) - 1)
     x = math.pi * d
-    small = d == 0
-    den = xp.where(small, xp.ones_like(x), xp.sin(x))
     if _is_integral(n):
         N = float(n)
-        ratio = xp.sin(N * x) / den
-        return _sign_even(xp, h0, int(N)) * xp.where(small, xp.full_like(x, N), ratio)
+        return _sign_even(xp, h0, int(N)) * (N * sinc(xp, N * x) / sinc(xp, x))
     # general N (possibly an array that carries gradients)
     M = xp.round(n) if not is_scalar(n) else float(round(float(n)))
     f = n - M
     sign = 1.0 - 2.0 * xp.remainder(h0 * (M - 1.0), 2.0)
-    ratio = xp.sin(math.pi * (f * h0 + n * d)) / den
-    lim = n * xp.cos(math.pi * f * h0)
-    return sign * xp.where(small, lim, ratio)
+    phase = math.pi * f * h0
+    regular = xp.cos(phase) * (n * sinc(xp, n * x) / sinc(xp, x))
+    small = d == 0
+    den = xp.where(small, xp.ones_like(x), xp.sin(x))
+    pole = xp.where(small, xp.zeros_like(x), xp.sin(phase) * xp.cos(n * x) / den)
+    return sign * (regular + pole)
 
 
 def grating_factors(xp, hkl, hkl0, N, cos_pi: CosPi = cos_pi_plain) -> list:
