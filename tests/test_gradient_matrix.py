@@ -252,7 +252,8 @@ def test_torch_func_grad_and_vmap_equal_eager():
     from torch.func import grad, vmap
 
     def img(d):
-        exp = Experiment(beam=Beam(wavelength_A=1.0), detector=Detector(fpixels=8, spixels=8, distance_mm=d, oversample=1),
+        exp = Experiment(beam=Beam(wavelength_A=1.0),
+                         detector=Detector(fpixels=8, spixels=8, distance_mm=d, oversample=1),
                          crystal=Crystal(cell_A_deg=(70.0, 80.0, 90.0, 85.0, 95.0, 105.0), N_cells=(5.0, 5.0, 5.0),
                                          default_F=10.0, misset_deg=(10.0, 5.0, 3.0)))
         return simulate(exp, backend="torch", dtype="float64").image
