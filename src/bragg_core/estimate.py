@@ -176,6 +176,9 @@ def estimate_run(exp: Experiment, *, dtype: str = "float64", memory_budget_bytes
     memory = 4 * image_pixels + (5 * image_pixels if outputs_in_memory else 0)
     memory += n_orient * 9 * (8 + item) * 2 + n_src * 4 * (8 + item) * 2  # setup arrays, host and device
     memory += grid_cells * (8 + item) + threads * budget
+    # a tile holds at least one pixel's paths for one orientation (layers x sub-pixels x sources),
+    # in a few dozen arrays of the working dtype, on each thread
+    memory += threads * thick.count * int(oversample) ** 2 * n_src * 24 * item
     out = output_bytes(image_pixels, pgm=pgm, noise=noise, grid_cells=grid_cells if write_fdump else 0)
     return RunEstimate(pixels=pixels, image_pixels=image_pixels, n_sources=n_src, n_mosaic=n_mos,
                        n_phi=phi.count, oversample=int(oversample), n_layers=thick.count,
@@ -208,8 +211,18 @@ def _duration(s: float) -> str:
     return f"{s:.3g} s"
 
 
+def max_work_paths() -> float:
+    """The work limit: :data:`MAX_WORK_PATHS`, or ``BRAGG_CORE_MAX_WORK`` (path evaluations) when set."""
+    env = os.environ.get("BRAGG_CORE_MAX_WORK", "")
+    try:
+        v = float(env)
+    except ValueError:
+        return MAX_WORK_PATHS
+    return v if v > 0 else MAX_WORK_PATHS
+
+
 def check_run(est: RunEstimate, *, force: bool = False, force_hint: str = "force=True",
-              output_dirs: tuple = (), max_work: int = MAX_WORK_PATHS,
+              output_dirs: tuple = (), max_work: float | None = None,
               available_memory: int | None = None) -> None:
     """Raise :class:`RunTooLarge` for a run that cannot fit in memory or on disk, or finish.
 
@@ -217,6 +230,7 @@ def check_run(est: RunEstimate, *, force: bool = False, force_hint: str = "force
     """
     if force:
         return
+    max_work = max_work_paths() if max_work is None else max_work
     what = (f"{est.pixels} pixels x {est.paths_per_pixel} paths per pixel ({est.n_sources} sources, "
             f"{est.n_mosaic} mosaic domains, {est.n_phi} phi steps, oversample {est.oversample}, "
             f"{est.n_layers} sensor layers)")
@@ -224,7 +238,8 @@ def check_run(est: RunEstimate, *, force: bool = False, force_hint: str = "force
     if avail is not None and est.memory_bytes > avail:
         raise RunTooLarge(f"the run needs about {_size(est.memory_bytes)} of memory but {_size(avail)} is "
                           f"available ({est.image_pixels} pixels, {est.n_sources} sources, "
-                          f"{est.n_mosaic * est.n_phi} orientations, {est.grid_cells} structure-factor cells); "
+                          f"{est.n_mosaic * est.n_phi} orientations, oversample {est.oversample}, "
+                          f"{est.n_layers} sensor layers, {est.grid_cells} structure-factor cells); "
                           f"use fewer pixels or steps, or {force_hint} to try anyway")
     if est.work > max_work:
         raise RunTooLarge(f"the run is {what} = {est.work:.3g} path evaluations, about "

@@ -18,10 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..experiment import Beam, Crystal, Detector, Experiment, ExperimentError
-
-
-class UsageError(ValueError):
-    """A command line that cannot be run; the message names the flag or file."""
+from .validate import INT_MAX, UsageError, check_value, flag_for_message, parse_number
 
 
 # flag -> (number of values, kind); kinds: f float, i int, s string, - no value
@@ -57,7 +54,7 @@ _SPEC: dict[str, tuple[int, str]] = {
     "-printout": (0, "-"), "-printout_pixel": (2, "i"), "-trace_pixel": (2, "i"), "-coherent": (0, "-"),
     "-backend": (1, "s"), "-device": (1, "s"), "-dtype": (1, "s"), "-memory_budget": (1, "f"),
     "-stol": (1, "s"), "-4stol": (1, "s"), "-Q": (1, "s"), "-stolout": (1, "s"),
-    "-density": (1, "f"), "-MW": (1, "f"),
+    "-density": (1, "f"), "-MW": (1, "f"), "-run_report": (1, "s"), "-force": (0, "-"),
 }
 from .sf_files import SPEC as _SF_SPEC  # noqa: E402  (-mtz, -mtz_column, -sfcif, -model, -bulk_solvent)
 
@@ -102,19 +99,28 @@ class Options:
 
 
 def _number(flag, text, kind):
-    try:
-        if kind == "i":
-            v = float(text)
-            if v != int(v):
-                raise ValueError
-            return int(v)
-        v = float(text)
-    except ValueError:
-        what = "an integer" if kind == "i" else "a number"
-        raise UsageError(f"{flag} expects {what}, got {text!r}") from None
-    if math.isnan(v):
-        raise UsageError(f"{flag} expects a number, got {text!r}")
-    return v
+    return parse_number(flag, text, whole=kind == "i")
+
+
+HELP_FLAGS = ("-h", "--help", "-help")
+
+
+def help_requested(argv: list[str]) -> bool:
+    """Whether a help flag stands where a flag is due (not as the value of another flag)."""
+    i = 0
+    while i < len(argv):
+        raw = argv[i]
+        if raw in HELP_FLAGS:
+            return True
+        spec = _SPEC.get(ALIASES.get(raw, raw))
+        if spec is None:
+            i += 1
+            continue
+        n = spec[0]
+        if spec[1] == "misset" and i + 1 < len(argv) and argv[i + 1].startswith("rand"):
+            n = 1
+        i += 1 + n
+    return False
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -146,9 +152,11 @@ def parse_args(argv: list[str]) -> Options:
             parsed = vals[0]
         elif kind == "abs":
             parsed = math.inf if vals[0].lower().startswith("inf") else _number(raw, vals[0], "f")
+            check_value(flag, parsed, raw)
         else:
             parsed = [_number(raw, v, kind) for v in vals]
             parsed = parsed[0] if n == 1 else parsed
+            check_value(flag, parsed, raw)
         opts.values[flag] = parsed
         opts.order.append(flag)
         i += 1 + n
@@ -198,9 +206,20 @@ class RunConfig:
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:
+    """Turn parsed options into an Experiment and output settings (reads input files).
+
+    A value the Experiment refuses is reported with the flag that set it.
+    """
+    try:
+        return _build_config(opts, cwd)
+    except ExperimentError as exc:
+        raise UsageError(flag_for_message(str(exc))) from None
+
+
+def _build_config(opts: Options, cwd: str = ".") -> RunConfig:
     """Turn parsed options into an Experiment and output settings (reads input files)."""
     from ..io import read_fdump, read_hkl, read_mosflm_matrix, read_sourcefile
-    from ..units import HC_EV_ANGSTROM
+    from .. import units
 
     warnings = list(opts.warnings)
     _ingest_headers(opts, cwd, warnings)
@@ -243,10 +262,19 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         sp = v("-detpixels_s")
     detsize_f = v("-detsize_f", v("-detsize", 102.4))
     detsize_s = v("-detsize_s", v("-detsize", 102.4))
-    if fp is None:
-        fp = int(math.ceil(detsize_f / pixel - 0.5))
-    if sp is None:
-        sp = int(math.ceil(detsize_s / pixel - 0.5))
+    for name, size in (("fp", detsize_f), ("sp", detsize_s)):
+        if (fp if name == "fp" else sp) is not None:
+            continue
+        count = math.ceil(size / pixel - 0.5)
+        if not 1 <= count <= INT_MAX:
+            which = "-detsize_f" if name == "fp" and opts.has("-detsize_f") else \
+                "-detsize_s" if name == "sp" and opts.has("-detsize_s") else "-detsize"
+            raise UsageError(f"{which} {size:g} mm with -pixel {pixel:g} mm gives {count} pixels; "
+                             "give -detpixels or a larger size")
+        if name == "fp":
+            fp = int(count)
+        else:
+            sp = int(count)
 
     # beam
     lam = v("-lambda", 1.0)
@@ -254,7 +282,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         e = v("-energy")
         if e <= 0:
             raise UsageError(f"-energy must be positive, got {e:g}")
-        lam = HC_EV_ANGSTROM / e
+        lam = units.energy_eV_to_wavelength_A(e)
     if _last_of(opts, ("-lambda", "-energy")) == "-lambda":
         lam = v("-lambda")
     fluence = v("-fluence", None)
@@ -264,9 +292,16 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     if fluence is None:
         fluence = DEFAULT_FLUENCE_PHOTONS_PER_M2
     if flux != 0.0 and exposure > 0.0 and beamsize_mm >= 0:
-        if beamsize_mm == 0:
+        side_m = units.mm_to_m(beamsize_mm)
+        if side_m * side_m == 0:
             raise UsageError("-beamsize must be positive when -flux is given")
-        fluence = flux * exposure / (beamsize_mm * 1e-3) ** 2
+        try:
+            fluence = units.fluence_from_flux(flux, exposure, side_m)
+        except ValueError as exc:
+            raise UsageError(f"-flux/-exposure/-beamsize: {exc}") from None
+        if not math.isfinite(fluence) or fluence > 1e40:
+            raise UsageError(f"-flux {flux:g} x -exposure {exposure:g} over -beamsize {beamsize_mm:g} mm "
+                             f"gives a fluence of {fluence:g} photons/m^2, beyond 1e40")
     hdr = v("-hdivrange", v("-divergence"))
     vdr = v("-vdivrange", v("-divergence"))
     if opts.has("-divergence"):
@@ -285,8 +320,8 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         bvec = v("-beam_vector") if convention == "custom" and opts.has("-beam_vector") else \
             _CONVENTION_VECTORS[convention]["beam"]
         s = _read("-sourcefile", read_sourcefile, _path(cwd, v("-sourcefile")), beam_vector=tuple(bvec),
-                  wavelength=lam * 1e-10)
-        src_pos, src_lam = s.positions, s.wavelengths * 1e10
+                  wavelength=units.angstrom_to_m(lam))
+        src_pos, src_lam = s.positions, units.m_to_angstrom(s.wavelengths)
 
     beam = Beam(
         wavelength_A=lam, fluence_photons_per_m2=fluence, beam_size_mm=beamsize_mm,
@@ -365,7 +400,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     if opts.has("-mat"):
         from ..io import reciprocal_vectors_from_mosflm
 
-        m = _read("-mat", read_mosflm_matrix, _path(cwd, v("-mat")))
+        m = _read("-mat", read_mosflm_matrix, _path(cwd, v("-mat")), warnings_out=warnings)
         recip = reciprocal_vectors_from_mosflm(m, lam)
     default_F = v("-default_F", 0.0)
     sf_file = None
@@ -375,7 +410,7 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
         try:
             det_for_sf = Detector(**det_kwargs)
         except ExperimentError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(flag_for_message(str(exc))) from exc
         sf_file = load_structure_factors(opts, cwd, lam, det_for_sf, beam, default_F, UsageError)
         warnings.append(sf_file.note)
         if cell is None and recip is None and sf_file.cell is not None:
@@ -391,12 +426,20 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     if sf_file is not None:
         grid = sf_file.grid
     elif opts.has("-hkl"):
-        grid = _read("-hkl", read_hkl, _path(cwd, v("-hkl")), default_F)
+        from ..estimate import MAX_GRID_CELLS
+
+        limit = {} if opts.has("-force") else {"max_cells": MAX_GRID_CELLS}
+        try:
+            grid = _read("-hkl", read_hkl, _path(cwd, v("-hkl")), default_F, warnings_out=warnings, **limit)
+        except UsageError as exc:
+            if "more than the limit" in str(exc) and not opts.has("-force"):
+                raise UsageError(f"{exc}; -force lifts the limit to {2**28} cells") from None
+            raise
         fdump_src = grid
     else:
         dump = _path(cwd, "Fdump.bin")
         if os.path.exists(dump):
-            grid = _read("Fdump.bin", read_fdump, dump)
+            grid = _read("Fdump.bin", read_fdump, dump, warnings_out=warnings)
             warnings.append("reading structure factors from Fdump.bin (no -hkl given)")
         elif default_F == 0.0:
             raise UsageError("no structure factors: give -hkl FILE, an Fdump.bin in the working "
@@ -419,18 +462,23 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
     try:
         exp = Experiment(beam=beam, detector=Detector(**det_kwargs), crystal=crystal)
     except ExperimentError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(flag_for_message(str(exc))) from exc
 
     dtype = v("-dtype", "float64")
     if dtype not in ("float32", "float64"):
         raise UsageError(f"-dtype expects float32 or float64, got {dtype!r}")
-    outputs = {k: v(k) for k in ("-floatfile", "-intfile", "-noisefile", "-pgmfile") if opts.has(k)}
+    outputs = {k: v(k) for k in ("-floatfile", "-intfile", "-noisefile", "-pgmfile", "-run_report")
+               if opts.has(k)}
+    write_noise = not opts.has("-nonoise") or opts.has("-noisefile")
+    write_pgm = not opts.has("-nopgm") or opts.has("-pgmfile")
+    paths = _distinct_outputs(outputs, write_noise, write_pgm, opts.has("-hkl"), cwd)
     budget = v("-memory_budget")
+    seed = v("-seed", 1)
+    _check_run(opts, exp, dtype, budget, write_pgm, write_noise, paths)
     cfg = RunConfig(
         experiment=exp, outputs=outputs, backend=v("-backend"), device=v("-device"), dtype=dtype,
-        seed=v("-seed", 1), adc=v("-adc", 40.0), scale=v("-scale", 0.0), pgmscale=v("-pgmscale", 0.0),
-        write_noise=not opts.has("-nonoise") or opts.has("-noisefile"),
-        write_pgm=not opts.has("-nopgm") or opts.has("-pgmfile"),
+        seed=seed % 2**64, adc=v("-adc", 40.0), scale=v("-scale", 0.0), pgmscale=v("-pgmscale", 0.0),
+        write_noise=write_noise, write_pgm=write_pgm,
         progress=not opts.has("-noprogress"),
         memory_budget=None if budget is None else int(budget * 2**20),
         fdump_written_from=fdump_src if opts.has("-hkl") else None,
@@ -478,11 +526,20 @@ def _ingest_headers(opts: Options, cwd: str, warnings: list) -> None:
                     found[target] = float(header[key].strip().rstrip(";"))
                 except ValueError:
                     raise UsageError(f"{flag}: {opts.get(flag)} has a non-numeric {key}") from None
+                try:
+                    if not math.isfinite(found[target]):
+                        raise UsageError("not finite")
+                    check_value(target, found[target])
+                except UsageError:
+                    raise UsageError(f"{flag}: {opts.get(flag)} has an unusable {key} "
+                                     f"({header[key].strip()!r})") from None
         pixel = found.get("-pixel", opts.values.get("-pixel", 0.1))
         if flag == "-mask" and "-Ybeam" in found:
             found["-Ybeam"] = spixels * pixel - found["-Ybeam"]
-        found["-detpixels_f"], found["-detpixels_s"] = fpixels, spixels
         explicit = {f for f in opts.order if f not in opts.from_header}
+        sized = explicit & {"-detpixels", "-detpixels_f", "-detpixels_s", "-detsize", "-detsize_f", "-detsize_s"}
+        if flag == "-mask" or not sized:
+            found["-detpixels_f"], found["-detpixels_s"] = fpixels, spixels
         for target, val in found.items():
             if target in explicit:
                 continue
@@ -510,6 +567,52 @@ def _trace_requests(opts: Options, fp: int, sp: int) -> list:
     return out
 
 
+DEFAULT_OUTPUTS = {"-floatfile": "floatimage.bin", "-intfile": "intimage.img", "-pgmfile": "image.pgm",
+                   "-noisefile": "noiseimage.img"}
+
+
+def _distinct_outputs(outputs: dict, write_noise: bool, write_pgm: bool, fdump: bool, cwd: str) -> None:
+    """Two outputs of one run naming the same file would silently keep only the last: refuse that."""
+    wanted = ["-floatfile", "-intfile"] + (["-pgmfile"] if write_pgm else []) + \
+        (["-noisefile"] if write_noise else [])
+    named = [(f, outputs.get(f, DEFAULT_OUTPUTS[f])) for f in wanted]
+    if fdump:
+        named.append(("Fdump.bin (written with -hkl)", "Fdump.bin"))
+    if "-run_report" in outputs:
+        named.append(("-run_report", outputs["-run_report"]))
+    seen: dict = {}
+    for flag, path in named:
+        if path == "":
+            raise UsageError(f"{flag} expects a file name, got ''")
+        full = os.path.realpath(_path(cwd, path))
+        if full in seen:
+            raise UsageError(f"{seen[full]} and {flag} name the same file {path!r}; give each output its own")
+        seen[full] = flag
+    from ..io.atomic import OutputError, check_destination
+
+    for flag, path in named:  # before any work: a run whose outputs cannot be written is not started
+        try:
+            check_destination(_path(cwd, path))
+        except OutputError as exc:
+            raise UsageError(f"{flag.split(' ')[0]}: cannot write {path}: {exc.reason}") from None
+    return [_path(cwd, p) for _, p in named]
+
+
+def _check_run(opts, exp, dtype, budget_mib, pgm, noise, paths) -> None:
+    """The pre-run estimate of memory, work and file sizes; -force lifts its limits."""
+    from ..estimate import RunTooLarge, check_run, estimate_run
+
+    try:
+        est = estimate_run(exp, dtype=dtype, memory_budget_bytes=None if budget_mib is None else
+                           int(budget_mib * 2**20), pgm=pgm, noise=noise, write_fdump=opts.has("-hkl"))
+        check_run(est, force=opts.has("-force"), force_hint="-force",
+                  output_dirs=tuple(os.path.dirname(os.path.realpath(p)) for p in paths))
+    except RunTooLarge as exc:
+        raise UsageError(str(exc)) from None
+    except ExperimentError as exc:
+        raise UsageError(flag_for_message(str(exc))) from None
+
+
 def _pair(p):
     return p
 
@@ -523,10 +626,21 @@ def _fill_pairs(kw):
     return kw
 
 
-def _read(flag: str, reader, path: str, *args, **kwargs):
-    """Call a file reader; turn its failures into a UsageError naming the flag and file."""
+def _read(flag: str, reader, path: str, *args, warnings_out: list | None = None, **kwargs):
+    """Call a file reader; turn its failures into a UsageError naming the flag and file.
+
+    The reader's warnings (a rounded Miller index) are returned as WARNING
+    lines in ``warnings_out`` rather than printed by Python next to an error.
+    """
+    import warnings as _warnings
+
     try:
-        return reader(path, *args, **kwargs)
+        with _warnings.catch_warnings(record=True) as caught:
+            _warnings.simplefilter("always")
+            out = reader(path, *args, **kwargs)
+        if warnings_out is not None:
+            warnings_out.extend(str(w.message) for w in caught)
+        return out
     except OSError as exc:
         raise UsageError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
