@@ -44,5 +44,6 @@ detectors and DIALS:
 engine:
   -backend numpy|torch|cupy|jax|dask|array_api_strict  -device NAME  -dtype float32|float64
   -memory_budget MiB     working memory per tile and thread (default 16)
+  -force                 run even when the pre-run estimate says it will not fit or finish (memory, work, disk)
   -run_report FILE       write what the run did as JSON (counts, statistics, workers, their memory)
 """
