@@ -62,6 +62,9 @@ _SPEC.update(_SF_SPEC)
 from .panel_flags import SPEC as _PANEL_SPEC  # noqa: E402  (-expt, -exptfile, -geom, -nimages, -dials_header)
 
 _SPEC.update(_PANEL_SPEC)
+from .format_flags import SPEC as _FORMAT_SPEC  # noqa: E402  (-nexusfile, -cbffile, -pngfile)
+
+_SPEC.update(_FORMAT_SPEC)
 ALIASES = {
     "-wave": "-lambda", "-floatimage": "-floatfile", "-intimage": "-intfile", "-noiseimage": "-noisefile",
     "-pgmimage": "-pgmfile", "-mosaic_spread": "-mosaic", "-mosaicity": "-mosaic",
@@ -203,6 +206,7 @@ class RunConfig:
     nimages: int = 1          # -nimages
     exptfile: Any = None      # -exptfile
     dials_header: bool = False  # -dials_header
+    formats: Any = None       # -nexusfile/-cbffile/-pngfile writers (cli/format_flags.py), else None
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:
@@ -485,9 +489,10 @@ def _build_config(opts: Options, cwd: str = ".") -> RunConfig:
         warnings=warnings,
         trace_pixels=_trace_requests(opts, fp, sp),
     )
+    from .format_flags import apply_format_flags
     from .panel_flags import apply_panel_flags
 
-    return apply_panel_flags(cfg, opts, cwd)
+    return apply_format_flags(apply_panel_flags(cfg, opts, cwd), opts, cwd)
 
 
 # SMV header keys -> (flag, conversion); applied before the command line's own flags

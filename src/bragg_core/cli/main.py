@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except (OSError, ValueError) as exc:  # unreadable or malformed input files
         return _fail(str(exc))
+    from .format_flags import run_with_formats
+
     try:
-        return _run(cfg)
+        return run_with_formats(cfg, _run)
     except KeyboardInterrupt:
         return _fail("interrupted; no output written", 130)
     except ValueError as exc:  # a value only the engine could judge (ExperimentError, BackendError)
@@ -109,6 +111,8 @@ def _run(cfg) -> int:
     for slow, fast in cfg.trace_pixels:
         _print_trace(setup, slow, fast)
     image = np.asarray(to_numpy(sim.image), dtype=np.float32)
+    if cfg.formats is not None:  # -nexusfile, -cbffile, -pngfile (cli/format_flags.py)
+        cfg.formats.add(image, exp)
     st = image_stats(image, setup)
     print(f"  {setup.n_sources} sources, {setup.n_mosaic} mosaic domains, {setup.phi.count} phi steps, "
           f"{setup.oversample}x{setup.oversample} pixel oversample steps, {setup.thick.count} sensor layers")

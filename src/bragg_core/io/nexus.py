@@ -546,6 +546,10 @@ def read_nexus(path, base=None, frames=None):
     supplies what the file does not hold: the crystal, sampling options).
     """
     h5py = _h5py()
+    try:
+        import hdf5plugin  # noqa: F401  (registers the bitshuffle-LZ4 filter for reading)
+    except ImportError:
+        pass
     path = os.fspath(path)
     try:
         f = h5py.File(path, "r")
