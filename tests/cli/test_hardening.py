@@ -339,7 +339,7 @@ def test_5_kill_while_writing_leaves_no_temporary(sig, tmp_path):
     for name in ("floatimage.bin", "intimage.img", "image.pgm", "noiseimage.img"):
         (tmp_path / name).write_bytes(b"OLD")
     args = B + "-detpixels 3072 -roi 0 0 0 0".split()
-    for attempt in range(5):
+    for _attempt in range(5):
         p = subprocess.Popen([sys.executable, "-m", "bragg_core", *args], cwd=tmp_path, env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seen = False

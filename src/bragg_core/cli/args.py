@@ -20,11 +20,11 @@ from typing import Any
 from ..experiment import Beam, Crystal, Detector, Experiment, ExperimentError
 from .validate import INT_MAX, UsageError, check_value, flag_for_message, parse_number
 
-
 # flag -> (number of values, kind); kinds: f float, i int, s string, - no value
 _SPEC: dict[str, tuple[int, str]] = {
     "-cell": (6, "f"), "-mat": (1, "s"), "-hkl": (1, "s"), "-default_F": (1, "f"),
-    "-misset": (3, "misset"), "-misset_seed": (1, "i"), "-N": (1, "f"), "-Na": (1, "f"), "-Nb": (1, "f"), "-Nc": (1, "f"),
+    "-misset": (3, "misset"), "-misset_seed": (1, "i"), "-N": (1, "f"), "-Na": (1, "f"), "-Nb": (1, "f"),
+    "-Nc": (1, "f"),
     "-xtalsize": (1, "f"), "-xtal_thick": (1, "f"), "-xtal_width": (1, "f"), "-xtal_height": (1, "f"),
     "-square_xtal": (0, "-"), "-round_xtal": (0, "-"), "-gauss_xtal": (0, "-"), "-tophat_spots": (0, "-"),
     "-fudge": (1, "f"), "-mosaic": (1, "f"), "-mosaic_dom": (1, "i"), "-mosaic_seed": (1, "i"),
@@ -222,8 +222,8 @@ def build_config(opts: Options, cwd: str = ".") -> RunConfig:
 
 def _build_config(opts: Options, cwd: str = ".") -> RunConfig:
     """Turn parsed options into an Experiment and output settings (reads input files)."""
-    from ..io import read_fdump, read_hkl, read_mosflm_matrix, read_sourcefile
     from .. import units
+    from ..io import read_fdump, read_hkl, read_mosflm_matrix, read_sourcefile
 
     warnings = list(opts.warnings)
     _ingest_headers(opts, cwd, warnings)
