@@ -1,4 +1,4 @@
-"""The NumPy tile loop on forked worker processes (``bragg_core.engine.parallel``).
+"""The tile loop on forked worker processes (``bragg_core.engine.parallel``): NumPy, and torch on the CPU.
 
 Forking changes where tiles are computed, never what: the image must be
 bit-identical to the one-process render, every tile must be rendered exactly
@@ -46,11 +46,12 @@ _RENDER = f"""
     real = parallel.run_forked
     parallel.run_forked = lambda *a, **k: (used.append(a[1]), real(*a, **k))
 
-    def image(threads, fork, dtype, progress=None):
+    def image(threads, fork, dtype, progress=None, backend="numpy"):
         os.environ["BRAGG_CORE_THREADS"] = threads
         os.environ["BRAGG_CORE_FORK"] = fork
-        return np.asarray(simulate_args(ARGS, backend="numpy", dtype=dtype, memory_budget_bytes=64 * 1024,
-                                        progress=progress).image)
+        img = simulate_args(ARGS, backend=backend, dtype=dtype, memory_budget_bytes=64 * 1024,
+                            progress=progress).image
+        return img.numpy() if backend == "torch" else np.asarray(img)
 """
 
 
@@ -64,6 +65,23 @@ def test_forked_image_is_bit_identical(dtype):
     assert forked.dtype == serial.dtype
     assert np.array_equal(forked, serial)
     assert np.count_nonzero(serial) > 0.9 * serial.size
+    print("OK")
+    """)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_forked_image_is_bit_identical_and_shares_the_host_block(dtype):
+    pytest.importorskip("torch")
+    _in_fresh_process(_RENDER + f"""
+    import torch
+    serial = image("1", "0", "{dtype}", backend="torch")
+    assert not used
+    threaded = image("2", "0", "{dtype}", backend="torch")
+    forked = image("2", "1", "{dtype}", backend="torch")
+    assert used and used[0] > 2, used
+    assert forked.dtype == serial.dtype == np.dtype("{dtype}")
+    assert np.array_equal(forked, serial) and np.array_equal(threaded, serial)
+    assert torch.get_num_threads() > 0
     print("OK")
     """)
 

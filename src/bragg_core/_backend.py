@@ -347,9 +347,11 @@ class Capabilities:
     """
 
     fork_workers: bool           # tiles may run in forked processes writing into shared host memory
+                                 # (only for renders that carry no gradients)
     thread_workers: bool         # tiles may run on worker threads (the library releases the GIL)
-    pause_intra_op_threads: bool  # the library's own thread pool is paused while tile threads run
-    preallocated_image: bool     # tiles are written in place into one preallocated host image
+    pause_intra_op_threads: bool  # the library's own thread pool is paused while tile workers run
+    preallocated_image: bool     # tiles are written in place into one preallocated host (NumPy) image that
+                                 # the library then wraps without a copy (renders without gradients)
     jit_tiles: bool              # the tile function is compiled once per tile shape
     slow_float64_trig: bool      # float64 sin/cos are not vectorised (a polynomial is faster)
     lazy: bool                   # values are not materialised until asked for
@@ -359,10 +361,10 @@ class Capabilities:
         numpy = name == "numpy"
         torch_cpu = name == "torch" and getattr(device, "type", "cpu") == "cpu"
         return cls(
-            fork_workers=numpy,
+            fork_workers=numpy or torch_cpu,
             thread_workers=numpy or torch_cpu,
             pause_intra_op_threads=torch_cpu,
-            preallocated_image=numpy,
+            preallocated_image=numpy or torch_cpu,
             jit_tiles=name == "jax",
             slow_float64_trig=numpy,
             lazy=name in ("dask", "jax"),
@@ -402,6 +404,16 @@ class Context:
     def caps(self) -> Capabilities:
         """What the engine may assume of this backend and device (see :class:`Capabilities`)."""
         return Capabilities.of(self.name, self.device)
+
+    def from_host(self, a: np.ndarray):
+        """A NumPy array as an array of this context; shares the memory where the library can (NumPy, torch)."""
+        if self.name == "numpy":
+            return a
+        if self.name == "torch" and getattr(self.device, "type", "cpu") == "cpu":
+            import torch
+
+            return torch.from_numpy(a)
+        return self.xp.asarray(a, device=self.device)
 
     def intra_op_threads(self, n: int | None = None) -> int | None:
         """Set (``n``) or read the backend's own thread count; None where it has none to set."""

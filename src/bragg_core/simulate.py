@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from ._backend import Context, carries_gradient, get_context, is_host_array, to_numpy
+from ._backend import Context, carries_gradient, get_context, to_numpy
 from ._types import Array
 from .engine.render import RenderInfo, render_detailed
-from .engine.setup import Setup, build_setup
+from .engine.setup import Setup, build_setup, input_arrays
 from .engine.stats import ImageStats, image_stats
 from .experiment import Experiment
 
@@ -30,22 +30,6 @@ class Simulation:
         return image_stats(np.asarray(to_numpy(self.image), dtype=np.float32), self.setup)
 
 
-def _arrays_in(exp: Experiment):
-    out = []
-    for part in (exp.beam, exp.detector, exp.crystal):
-        for f in fields(part):
-            val = getattr(part, f.name)
-            if f.name == "mask":
-                continue
-            if f.name == "structure_factors":
-                val = getattr(val, "F", None)  # amplitudes given as a backend array decide too
-            if hasattr(val, "shape") and not is_host_array(val):
-                out.append(val)
-            elif isinstance(val, (tuple, list)):
-                out.extend(x for x in val if hasattr(x, "shape") and not is_host_array(x))
-    return out
-
-
 def simulate(experiment: Experiment, *, backend: str | None = None, device: Any = None,
              dtype: Any = None, memory_budget_bytes: int | None = None,
              progress: Callable[[int], None] | None = None, store_dtype: Any = None) -> Simulation:
@@ -61,7 +45,7 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
     the whole image never exists in the working dtype; other backends return
     the working dtype.
     """
-    arrays = _arrays_in(experiment)
+    arrays = input_arrays(experiment)
     ctx: Context = get_context(*arrays, backend=backend, device=device, dtype=dtype)
     setup = build_setup(experiment, ctx)
     image, info = render_detailed(setup, memory_budget_bytes, progress, store_dtype=store_dtype)

@@ -105,7 +105,8 @@ def _reap(pid: int) -> None:
 
 
 def run_forked(work: Callable[[int], int], n_items: int, workers: int,
-               progress: Callable[[int], None] | None = None) -> int:
+               progress: Callable[[int], None] | None = None,
+               child_init: Callable[[], object] | None = None) -> int:
     """Call ``work(i)`` for i in range(n_items) across ``workers`` processes (this one included).
 
     ``work`` writes its results into shared memory and returns how many
@@ -157,6 +158,8 @@ def run_forked(work: Callable[[int], int], n_items: int, workers: int,
                 try:
                     _die_with_parent(parent)
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    if child_init is not None:  # e.g. one intra-op thread: a library's pool does not survive a fork
+                        child_init()
                     loop(slot)
                     private[slot] = private_bytes()
                     code = 0

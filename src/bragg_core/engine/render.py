@@ -45,7 +45,8 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
     ctx, g = setup.ctx, setup.gctx
     xp = ctx.xp
     caps = ctx.caps
-    prealloc = caps.preallocated_image
+    # a host image filled in place (and forked workers) only where no gradient has to pass through the tiles
+    prealloc = caps.preallocated_image and not setup.autograd
     parallel.keep_tile_buffers()
     k = kernel_inputs(setup)
     fp, sp = setup.detector.fpixels, setup.detector.spixels
@@ -53,13 +54,17 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
     x0, x1 = max(xmin, 0), min(xmax, fp - 1)
     y0, y1 = max(ymin, 0), min(ymax, sp - 1)
 
+    host_dtype = np.dtype(store_dtype or ctx.dtype_name)
+
     def zeros(shape, dtype=None):
         if prealloc:
-            return np.zeros(shape, dtype=dtype or np.dtype(store_dtype or ctx.dtype))
+            return np.zeros(shape, dtype=dtype or host_dtype)
         return ctx.zeros(shape)
 
     if x1 < x0 or y1 < y0:
-        return zeros((sp, fp)), RenderInfo(tiles=0, workers=0, forked=False, workers_private_bytes=0)
+        empty = zeros((sp, fp))
+        return (ctx.from_host(empty) if prealloc else empty), RenderInfo(tiles=0, workers=0, forked=False,
+                                                                           workers_private_bytes=0)
     W, H = x1 - x0 + 1, y1 - y0 + 1
     n = W * H
     plan = plan_tiles(setup, n, memory_budget_bytes or DEFAULT_MEMORY_BUDGET)
@@ -76,20 +81,21 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
         return xp.reshape(render_tile(k, f_idx, s_idx, plan.orientations_per_block), (r1 - r0, c1 - c0))
 
     workers = parallel.worker_count(caps, len(rects))
-    forked = parallel.should_fork(caps, workers, n * setup.paths_per_pixel)
+    forked = prealloc and parallel.should_fork(caps, workers, n * setup.paths_per_pixel)
     added = 0
     if prealloc:
-        # fill one preallocated block instead of concatenating: peak memory is one image
-        store = np.dtype(store_dtype or ctx.dtype)
-        block = parallel.shared_empty((H, W), store) if forked else np.empty((H, W), dtype=store)
+        # fill one preallocated host block instead of concatenating: peak memory is one image
+        block = parallel.shared_empty((H, W), host_dtype) if forked else np.empty((H, W), dtype=host_dtype)
 
         def fill(rect):
             r0, r1, c0, c1 = rect
-            block[r0:r1, c0:c1] = compute(rect)
+            block[r0:r1, c0:c1] = to_numpy(compute(rect))
             return (r1 - r0) * (c1 - c0)
 
         if forked:  # worker processes (the GIL would serialise threads)
-            added = parallel.run_forked(lambda i: fill(rects[i]), len(rects), workers, progress)
+            with parallel.intra_op_threads_paused(ctx):
+                added = parallel.run_forked(lambda i: fill(rects[i]), len(rects), workers, progress,
+                                            child_init=lambda: ctx.intra_op_threads(1))
         else:
             def fill_reported(rect):
                 px = fill(rect)
@@ -118,13 +124,20 @@ def _finish(setup, ctx, block, roi, info, zeros, prealloc):
     x0, x1, y0, y1 = roi
     fp, sp = setup.detector.fpixels, setup.detector.spixels
     W, H = x1 - x0 + 1, y1 - y0 + 1
+    if prealloc:  # a NumPy block: masked and placed in place, then handed to the library without a copy
+        if setup.mask is not None:
+            block[np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1] == 0] = 0
+        if (W, H) != (fp, sp):
+            whole = zeros((sp, fp), block.dtype)
+            whole[y0:y1 + 1, x0:x1 + 1] = block
+            block = whole
+        return ctx.from_host(block), info
     if setup.mask is not None:
         m = ctx.asarray(np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1] != 0, dtype=xp.bool)
         block = xp.where(m, block, xp.zeros_like(block))
     if (W, H) == (fp, sp):
         return block, info
-    return _pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp),
-                            lambda shape: zeros(shape, block.dtype if prealloc else None)), info
+    return _pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp), zeros), info
 
 
 def _render_mapped(k: KernelInputs, plan, origin, progress):

@@ -9,7 +9,7 @@ counts, sampling counts and scale factors.  Geometry is evaluated in float64
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,7 @@ class Setup:
     warnings: list = field(default_factory=list)
     sensor_present: Any = None  # a 0-d boolean array (thickness > 0) when the thickness is an array, else None
     smooth: bool = False        # the refinement-grade smooth model (Crystal.smooth)
+    autograd: bool = False      # some input carries gradients (or is traced): tiles must keep the graph
 
     @property
     def steps(self) -> int:
@@ -152,6 +153,24 @@ def _cell_counts(cr, beam, cell, warnings):
     # plain counts are clamped to at least one cell; array counts are used as given
     N = tuple(max(float(n), 1.0) if _plain(n) else n for n in N_in)
     return N, N_host
+
+
+def input_arrays(exp: Experiment) -> list:
+    """The arrays of a backend (not NumPy) among an experiment's fields: they decide the context and may carry
+    gradients.  The mask never does; structure factors count by their amplitudes."""
+    out = []
+    for part in (exp.beam, exp.detector, exp.crystal):
+        for f in fields(part):
+            val = getattr(part, f.name)
+            if f.name == "mask":
+                continue
+            if f.name == "structure_factors":
+                val = getattr(val, "F", None)
+            if hasattr(val, "shape") and not is_host_array(val):
+                out.append(val)
+            elif isinstance(val, (tuple, list)):
+                out.extend(x for x in val if hasattr(x, "shape") and not is_host_array(x))
+    return out
 
 
 def build_setup(exp: Experiment, ctx: Context) -> Setup:
@@ -271,6 +290,7 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
         point_pixel=det.point_pixel, oversample_omega=det.oversample_omega,
         oversample_polar=det.oversample_polar, oversample_thick=det.oversample_thick,
         roi=tuple(roi), mask=det.mask, warnings=warnings, sensor_present=sensor_present, smooth=cr.smooth,
+        autograd=any(carries_gradient(a) for a in input_arrays(exp)),
     )
 
 
@@ -288,4 +308,4 @@ def _opt_rad(v, what):
     return None if v is None else units.deg_to_rad(_host(v, what))
 
 
-__all__ = ["Setup", "build_setup"]
+__all__ = ["Setup", "build_setup", "input_arrays"]
