@@ -8,7 +8,9 @@ SO(3), from ``bragg_core.shots``); the reference gets the same orientation as
 ``-misset`` angles, one process per shot with ``--ref-threads`` OpenMP
 threads, in a fresh temporary folder.  Reported: shots/s of each, the
 speed-up, the largest resident memory of a worker process (per-shot memory),
-and how close the reference's image of shot 0 is to bragg_core's.
+the CPU time per shot (user + system, all processes: a figure that other
+load on the machine disturbs less than shots/s), and how close the reference's
+image of shot 0 is to bragg_core's.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def _maxrss_children_mib() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
+def _cpu_s(who) -> float:
+    u = resource.getrusage(who)
+    return u.ru_utime + u.ru_stime
+
+
 def bench_bragg(run, mode: str, workers: int):
     t0 = time.perf_counter()
     n = 0
@@ -55,6 +62,7 @@ def bench_bragg(run, mode: str, workers: int):
             mem = max(w["metrics"]["memory"] for w in client.scheduler_info()["workers"].values()) / 2**20
         return {"mode": f"dask LocalCluster ({workers} processes)", "shots": n, "seconds": el,
                 "shots_per_s": n / el, "startup_s": start - t0, "worker_rss_mib_at_end": mem}, first
+    cpu0 = _cpu_s(resource.RUSAGE_CHILDREN) + _cpu_s(resource.RUSAGE_SELF)
     for res in simulate_shots(run, workers=workers):
         assert res.ok, res.error
         n += 1
@@ -63,7 +71,8 @@ def bench_bragg(run, mode: str, workers: int):
     el = time.perf_counter() - t0
     out = {"mode": f"numpy, {workers} worker process{'es' if workers > 1 else ''}" if workers > 1
            else "numpy, in process (the engine's own tile workers)", "shots": n, "seconds": el,
-           "shots_per_s": n / el}
+           "shots_per_s": n / el,
+           "cpu_s_per_shot": (_cpu_s(resource.RUSAGE_CHILDREN) + _cpu_s(resource.RUSAGE_SELF) - cpu0) / n}
     if workers > 1:
         out["worker_max_rss_mib"] = _maxrss_children_mib()
     else:
@@ -75,7 +84,7 @@ def bench_reference(run, exe: str, threads: int):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
     first = None
-    rss = 0.0
+    rss = cpu = 0.0
     for k in range(run.n_shots):
         m = shot_truth(run, k).misset_deg
         with tempfile.TemporaryDirectory() as d:
@@ -88,13 +97,14 @@ def bench_reference(run, exe: str, threads: int):
                 _, status, usage = os.wait4(proc.pid, 0)
                 proc.returncode = os.waitstatus_to_exitcode(status)
             rss = max(rss, usage.ru_maxrss / 1024.0)
+            cpu += usage.ru_utime + usage.ru_stime
             if proc.returncode:
                 raise SystemExit(f"reference failed on shot {k} (exit status {proc.returncode})")
             if k == 0:
                 first = np.fromfile(os.path.join(d, "ref.bin"), dtype="<f4").reshape(512, 512)
     el = time.perf_counter() - t0
     return {"mode": f"reference, one process per shot, {threads} threads", "shots": run.n_shots, "seconds": el,
-            "shots_per_s": run.n_shots / el, "max_rss_mib": rss}, first
+            "shots_per_s": run.n_shots / el, "cpu_s_per_shot": cpu / run.n_shots, "max_rss_mib": rss}, first
 
 
 def main(argv=None):
@@ -109,7 +119,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     base = build_config(parse_args(shlex.split(FLAGS)), ".").experiment
     run = ShotRun(base, n_shots=a.shots, seed=a.seed)
-    results = []
+    results = [{"load_average_at_start": os.getloadavg()}]
     images = {}
     for mode in a.modes.split(","):
         if mode == "pool":
@@ -131,6 +141,7 @@ def main(argv=None):
         r, ref_img = bench_reference(run, a.reference, a.ref_threads)
         results.append(r)
         print(json.dumps(r), flush=True)
+        r_ref = r
         ours = next(iter(images.values()), None)
         if ours is not None:
             scale = float(np.abs(ref_img).max())
@@ -140,8 +151,9 @@ def main(argv=None):
                    "shot0_ours_sum": float(ours.sum(dtype=np.float64))}
             print(json.dumps(cmp), flush=True)
             results.append(cmp)
-        for r in results[:-2]:
-            r["speedup_vs_reference"] = r["shots_per_s"] / results[-2]["shots_per_s"]
+        for o in results:
+            if "mode" in o and o is not r_ref:
+                o["speedup_vs_reference"] = o["shots_per_s"] / r_ref["shots_per_s"]
     if a.out:
         with open(a.out, "w") as fh:
             json.dump({"shots": a.shots, "flags": FLAGS, "cpus": os.cpu_count(), "results": results}, fh, indent=1)
