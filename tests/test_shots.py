@@ -282,7 +282,7 @@ def test_cli_writes_resumes_and_matches_api(tmp_path):
 def test_cli_killed_then_resumed_on_local_cluster(tmp_path):
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
     cfg = tmp_path / "run.toml"
-    cfg.write_text(CONFIG.format(shots=40))
+    cfg.write_text(CONFIG.format(shots=60))
     proc = subprocess.Popen([sys.executable, "-m", "bragg_core.shots", str(cfg), "--quiet"], cwd=tmp_path,
                             stderr=subprocess.PIPE, start_new_session=True)
     man = tmp_path / "out" / "manifest.jsonl"
@@ -297,11 +297,11 @@ def test_cli_killed_then_resumed_on_local_cluster(tmp_path):
     p = _cli(str(cfg), "--dask", "--quiet", cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stderr
     rows, imgs = _images(tmp_path / "out")
-    assert sorted(rows) == list(range(40)) and 3 <= written < 40  # killed part-way, then completed
+    assert sorted(rows) == list(range(60)) and 3 <= written < 60  # killed part-way, then completed
     from bragg_core.shots_cli import _load_toml, build_run
 
     run, _ = build_run(_load_toml(str(cfg)), str(tmp_path))
-    for k in (0, 1, 20, 39):
+    for k in (0, 1, 30, 59):
         assert np.array_equal(render_shot(run, k).image, imgs[k]), k
 
 
@@ -316,6 +316,8 @@ def test_cli_killed_then_resumed_on_local_cluster(tmp_path):
      "Detector.distance_mm"),
     ("[run]\nshots = 2\n[experiment]\nargs = \"-cell 40 40 40 90 90 -N 3\"\n", "[experiment] args"),
     ("[run\nshots = 2\n", "not valid TOML"),
+    ("[run]\nshots = 2\nbackend = \"nonesuch\"\n[crystal]\ncell_A_deg = [40, 40, 40, 90, 90, 90]\n",
+     "[run] backend"),
 ])
 def test_cli_bad_config(tmp_path, body, key):
     cfg = tmp_path / "bad.toml"
@@ -332,3 +334,24 @@ def test_shot_result_hash():
     import hashlib
 
     assert r.sha256 == hashlib.sha256(np.arange(6, dtype="<f4").tobytes()).hexdigest()
+
+
+def test_cli_lists_failed_shots_then_retries_them(tmp_path, monkeypatch, capsys):
+    from bragg_core import shots as shots_mod
+    from bragg_core import shots_cli
+
+    monkeypatch.setenv("BRAGG_SHOTS_TEST_DIR", str(tmp_path))
+    real = shots_mod.simulate_shots
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG.format(shots=5))
+    monkeypatch.setattr(shots_mod, "simulate_shots", lambda *a, **kw: real(*a, **kw, render=flaky_render))
+    assert shots_cli.main([str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "1 shot(s) failed after 2 tries" in err and "shot 3: RuntimeError: shot 3 always fails" in err
+    out = tmp_path / "out"
+    assert sorted(read_manifest(out)) == [0, 1, 2, 4] and not (out / "shot_000003.f32").exists()
+    before = {k: (out / f"shot_{k:06d}.f32").stat().st_mtime_ns for k in (0, 1, 2, 4)}
+    monkeypatch.setattr(shots_mod, "simulate_shots", real)
+    assert shots_cli.main([str(cfg), "--quiet"]) == 0  # only shot 3 is rendered again
+    assert sorted(read_manifest(out)) == list(range(5))
+    assert before == {k: (out / f"shot_{k:06d}.f32").stat().st_mtime_ns for k in (0, 1, 2, 4)}

@@ -151,6 +151,13 @@ def build_run(cfg: dict, cfg_dir: str = ".") -> tuple[S.ShotRun, dict]:
         raise ConfigError(f"[run] backend: unknown backend {backend!r}")
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"[run] dtype must be float32 or float64, got {dtype!r}")
+    from ._backend import BackendError, enable_float64, get_context
+
+    try:
+        enable_float64(backend, dtype)  # as each shot's render does
+        get_context(backend=backend, dtype=dtype)  # installed and usable here
+    except BackendError as exc:
+        raise ConfigError(f"[run] backend: {exc}") from None
     output = run.get("output", "shots")
     if not isinstance(output, str) or not output:
         raise ConfigError(f"[run] output must be a folder name, got {output!r}")
@@ -315,9 +322,13 @@ def run_config(config: str, *, workers: int = 1, dask: bool = False, scheduler: 
         if cluster is not None:
             cluster.close()
     if failed:
-        failed.sort(key=lambda r: r.index)
-        sys.stderr.write(f"{PROG}: {len(failed)} shot(s) failed after {retries + 1} tries: "
-                         + "; ".join(f"{r.index} ({r.error})" for r in failed) + "\n")
+        by_error: dict[str, list[int]] = {}
+        for r in sorted(failed, key=lambda r: r.index):
+            by_error.setdefault(r.error or "unknown error", []).append(r.index)
+        sys.stderr.write(f"{PROG}: {len(failed)} shot(s) failed after {retries + 1} tries; run the command "
+                         "again to retry them: "
+                         + "; ".join(f"shot{'s' if len(ix) > 1 else ''} {', '.join(map(str, ix))}: {err}"
+                                     for err, ix in by_error.items()) + "\n")
         return 1
     _compact_manifest(out_dir)
     return 0
