@@ -38,6 +38,8 @@ output:
   -pgmfile FILE (image.pgm)  -scale s  -pgmscale s  -adc offset (40)  -seed N  -nonoise  -nopgm  -noprogress
   -nimages N             N images, image i from phi + i*osc; '#' runs in names -> image number (img_####.img)
   -exptfile FILE         write the DIALS experiment list of what was simulated  -dials_header  SMV header for DIALS
+  -nexusfile FILE.nxs    NeXus NXmx (HDF5) of every image and panel   -nexus_compression bslz4|gzip|none
+  -cbffile FILE_####.cbf full CBF (imgCIF geometry) per image  -pngfile FILE.png  preview  -png_scale asinh|log
 detectors and DIALS:
   -expt FILE             DIALS experiment list in (beam, panels, goniometer, scan, crystal); flags override
   -geom FILE             CrystFEL geometry file in (panels; several panels: -floatfile holds them in order)
