@@ -251,3 +251,23 @@ def test_dials_import_reads_every_panel(tmp_path):
 
     back = parse_expt(doc, "mp.expt")
     _same_panels(mp, back.detector, rel=1e-9)
+
+
+def test_append_takes_any_backend_array(tmp_path, backend):
+    imgs = _images(2)
+    path = tmp_path / "b.nxs"
+    with NexusWriter(path, _exp(), compression="gzip") as w:
+        for im in imgs:
+            w.append(backend.asarray(im, "float32"))
+    assert np.array_equal(read_nexus(path)[0], imgs)
+
+
+@pytest.mark.skipif(shutil.which("dials.import") is None, reason="DIALS (dials.import) is not installed")
+def test_dials_import_reads_a_stack_of_shots_as_stills(tmp_path):
+    path = tmp_path / "shots.nxs"
+    with NexusWriter(path, _exp(osc=None), compression="gzip") as w:
+        for k in range(3):
+            w.append(np.full((12, 16), float(k)), wavelength_A=1.0 + 0.1 * k)
+    doc = _dials_import(path, tmp_path, "shots")
+    assert len(doc["experiment"]) == 3 and doc["scan"] == [] and doc["goniometer"] == []
+    assert [b["wavelength"] for b in doc["beam"]] == pytest.approx([1.0, 1.1, 1.2], rel=1e-12)

@@ -22,7 +22,6 @@ back in that frame (beam along +x).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
@@ -182,9 +181,3 @@ def experiment_from_geometry(geom: ImageSetGeometry, base=None):
     geom.experiment = Experiment(beam=beam, detector=first, crystal=cr)
     return geom.experiment
 
-
-def check_finite(x: float, what: str) -> float:
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"{what} must be finite, got {x!r}")
-    return x
