@@ -88,8 +88,22 @@ def chi2_fit(counts_by_value: dict, expected_prob: dict, n: int, min_expected: f
 # ----------------------------------------------------------------------------- PSF, noise off
 
 
-@pytest.mark.parametrize("name", PSF_CASES)
+# every case runs on every backend; a quick subset (both kernels, edge wrap, scale and gain) by default
+PSF_QUICK = ["noiseless_scale_gain", "psf_fiber_bg_w100_r6", "psf_gauss_w100_r4"]
+
+
+@pytest.mark.parametrize("name", PSF_QUICK)
 def test_noiseless_images_match_noisify(name, backend):
+    _check_psf_case(name, backend)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(PSF_CASES) - set(PSF_QUICK)))
+def test_noiseless_images_match_noisify_more_cases(name, backend):
+    _check_psf_case(name, backend)
+
+
+def _check_psf_case(name, backend):
     inp, args = CASES[name]
     model, n = _model_from_flags(args)
     image = backend.asarray(_floats(inp + ".gz", (n, n)), "float64")

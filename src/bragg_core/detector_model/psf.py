@@ -52,8 +52,8 @@ def psf_kernel(xp, kind: str, fwhm_px, radius: int, like):
     """(2R+1, 2R+1) kernel (rows dy, columns dx) in the dtype/device of ``like``."""
     d = xp.astype(xp.arange(-radius, radius + 1, device=_dev(like)), like.dtype)
     if kind == "gauss":
-        edges = xp.concat([d - 0.5, d[-1:] + 0.5])
-        E = erf(xp, _C * edges / fwhm_px)   # erf at the 2R+2 pixel edges, once
+        edges = xp.astype(xp.arange(-radius, radius + 2, device=_dev(like)), like.dtype) - 0.5
+        E = erf(xp, _C * edges / fwhm_px)   # erf at the 2R+2 pixel edges, once (one array: one Dask chunk)
         e = E[1:] - E[:-1]
         k = 0.25 * e[:, None] * e[None, :]
     elif kind == "fiber":
