@@ -99,12 +99,35 @@ def test_fabio_reads_identical_pixel_values(tmp_path):
         assert np.array_equal(data.astype(np.int64), _expected_counts(im).astype(np.int64))
 
 
-def test_multi_panel_refused_and_bad_files_named(tmp_path):
-    from bragg_core.panels import Panel
+def _two_panels(tilt_deg=20.0, size=(12, 16)):
+    from bragg_core.panels import MultiPanelDetector, Panel
 
-    p = Panel(fast_axis=(0, 0, 1), slow_axis=(0, -1, 0), origin_mm=(100, 1, -1), fpixels=4, spixels=4)
-    with pytest.raises(ValueError, match="one panel"):
-        write_cbf(tmp_path / "x.cbf", np.zeros((2, 4, 4)), _exp(), [p, p])
+    t = np.radians(tilt_deg)
+    p0 = Panel(fast_axis=(0, 0, 1), slow_axis=(0, -1, 0), origin_mm=(100.0, 1.3, -2.1), fpixels=16, spixels=12,
+               pixel_size_mm=0.1, name="A")
+    p1 = Panel(fast_axis=(-np.sin(t), 0, np.cos(t)), slow_axis=(0, -1, 0), origin_mm=(98.0, 1.3, 0.5),
+               fpixels=size[1], spixels=size[0], pixel_size_mm=0.1, name="B")
+    return MultiPanelDetector(panels=(p0, p1), base=Detector())
+
+
+def test_multi_panel_round_trip(tmp_path):
+    mp = _two_panels()
+    imgs = _images(2)  # image i: panel 0 and panel 1
+    names = write_cbf_series(str(tmp_path / "mp_#.cbf"), [np.stack([im, im[::-1]]) for im in imgs], _exp(), mp)
+    counts, g = read_cbf_series(names)
+    assert counts.shape == (2, 2, 12, 16)
+    assert np.array_equal(counts[:, 0], _expected_counts(imgs))
+    assert np.array_equal(counts[:, 1], _expected_counts(imgs[:, ::-1]))
+    for p, q in zip(mp.panels, g.panels):
+        for attr in ("fast_axis", "slow_axis", "origin_mm"):
+            np.testing.assert_allclose(getattr(q, attr), np.asarray(getattr(p, attr), float) /
+                                       (1.0 if attr == "origin_mm" else np.linalg.norm(getattr(p, attr))),
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_bad_requests_and_bad_files_named(tmp_path):
+    with pytest.raises(ValueError, match="share a size"):
+        write_cbf(tmp_path / "x.cbf", [np.zeros((12, 16)), np.zeros((8, 10))], _exp(), _two_panels(size=(8, 10)))
     assert not (tmp_path / "x.cbf").exists()
     (tmp_path / "bad.cbf").write_bytes(b"hello")
     with pytest.raises(CBFFormatError, match="bad.cbf"):
@@ -160,3 +183,4 @@ def test_dials_import_reads_the_simulated_geometry(tmp_path):
     assert scan["image_range"] == [1, 3]
     assert scan["oscillation"] == pytest.approx([5.0, 0.3], abs=1e-9)
     assert doc["beam"][0]["wavelength"] == pytest.approx(1.2, rel=1e-9)
+

@@ -66,7 +66,8 @@ def apply_format_flags(cfg, opts, cwd):
             raise UsageError(f"-pngfile: {PNG_MISSING}")
     n_panels = len(cfg.panels.panels) if cfg.panels is not None else 1
     if "-cbffile" in wanted and n_panels > 1:
-        raise UsageError(f"-cbffile: a CBF file holds one panel; this detector has {n_panels} (use -nexusfile)")
+        raise UsageError(f"-cbffile: one panel per CBF file from the command line (DIALS misreads multi-panel "
+                         f"CBF); this detector has {n_panels} panels: use -nexusfile")
     for f in ("-cbffile", "-pngfile"):
         if f in wanted and cfg.nimages > 1 and "#" not in wanted[f]:
             raise UsageError(f"{f} {wanted[f]!r}: with -nimages {cfg.nimages} the name needs a run of '#' for "

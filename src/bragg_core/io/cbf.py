@@ -22,7 +22,11 @@ DIALS, XDS and other imgCIF readers rebuild the experiment:
 
 Vectors are in the imgCIF frame (DIALS's, ``bragg_core.io.dials_expt``),
 with the beam along -Z (a beam not along the lab's +x is first turned onto
-it, as for NeXus).  One panel per file; several panels are refused.
+it, as for NeXus).  Several panels of one size become one detector element
+and one array each in one file; our reader and CBFlib read them back, but
+DIALS 3.9 reads such a file either as its first panel only or, through its
+multi-tile reader, with fast and slow swapped, so NeXus is the multi-panel
+format for DIALS.
 
 The byte-offset code (imgCIF ``x-CBF_BYTE_OFFSET``) is written with array
 operations; reading walks only the escaped (multi-byte) differences.
@@ -162,32 +166,80 @@ def _counts(image, scale: float, offset: float) -> np.ndarray:
     return np.clip(np.rint(t), -(2**31) + 1, 2**31 - 1).astype(np.int32)
 
 
+def _names(k: int):
+    """(element, x axis, y axis, array) names of panel ``k`` (panel 0: the usual single-panel names)."""
+    if k == 0:
+        return "ELEMENT1", "ELEMENT_X", "ELEMENT_Y", "ARRAY1"
+    return f"ELEMENT{k + 1}", f"ELEMENT_X_{k + 1}", f"ELEMENT_Y_{k + 1}", f"ARRAY{k + 1}"
+
+
+def _panel_list(image, n: int) -> list:
+    from .._backend import to_numpy
+
+    if isinstance(image, (list, tuple)):
+        return list(image)
+    a = to_numpy(image)
+    if n == 1 and a.ndim == 2:
+        return [a]
+    if a.ndim == 3 and a.shape[0] == n:
+        return [a[k] for k in range(n)]
+    raise ValueError(f"the detector has {n} panels; expected (panel, slow, fast) or a list, got shape {a.shape}")
+
+
+def _binary_section(counts: np.ndarray, binary_id: int) -> bytes:
+    S, F = counts.shape
+    packed = byte_offset_encode(counts)
+    md5 = base64.b64encode(hashlib.md5(packed).digest()).decode()
+    mime = (";\r\n--CIF-BINARY-FORMAT-SECTION--\r\n"
+            "Content-Type: application/octet-stream;\r\n"
+            '     conversions="x-CBF_BYTE_OFFSET"\r\n'
+            "Content-Transfer-Encoding: BINARY\r\n"
+            f"X-Binary-Size: {len(packed)}\r\n"
+            f"X-Binary-ID: {binary_id}\r\n"
+            'X-Binary-Element-Type: "signed 32-bit integer"\r\n'
+            "X-Binary-Element-Byte-Order: LITTLE_ENDIAN\r\n"
+            f"Content-MD5: {md5}\r\n"
+            f"X-Binary-Number-of-Elements: {S * F}\r\n"
+            f"X-Binary-Size-Fastest-Dimension: {F}\r\n"
+            f"X-Binary-Size-Second-Dimension: {S}\r\n"
+            f"X-Binary-Size-Padding: {_PAD}\r\n\r\n")
+    tail = b"\r\n--CIF-BINARY-FORMAT-SECTION----\r\n;\r\n"
+    return b"".join([mime.encode("ascii"), _MARK, packed, bytes(_PAD), tail])
+
+
 def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float = 1.0, offset: float = 0.0,
               gain: float = 1.0, overload: Optional[float] = None, undefined: float = -1.0,
               name: str = "image") -> bytes:
-    """The full CBF of image ``index`` of ``geometry`` (one panel), pixel values ``image * scale + offset``."""
+    """The full CBF of image ``index`` of ``geometry``, pixel values ``image * scale + offset``.
+
+    Several panels (``(panel, slow, fast)`` or a list) become one detector
+    element and one array each, in one file; DIALS reads them when the
+    panels share a size, which is required here.
+    """
     g = geometry
-    if len(g.panels) != 1:
-        raise ValueError(f"a CBF file holds one panel; this detector has {len(g.panels)} (write NeXus instead)")
-    p = g.panels[0]
-    counts = _counts(image, float(scale), float(offset))
-    if counts.shape != (int(p.spixels), int(p.fpixels)):
-        raise ValueError(f"the image is {counts.shape}, the panel {p.spixels} x {p.fpixels} (slow x fast)")
+    n = len(g.panels)
+    panels = _panel_list(image, n)
+    if len(panels) != n:
+        raise ValueError(f"the detector has {n} panels, the image {len(panels)}")
+    if len({(int(p.spixels), int(p.fpixels)) for p in g.panels}) != 1:
+        raise ValueError("the panels of a CBF file must share a size (DIALS reads one size for all); "
+                         "write NeXus instead")
+    counts = []
+    for k, (im, p) in enumerate(zip(panels, g.panels)):
+        c = _counts(im, float(scale), float(offset))
+        if c.shape != (int(p.spixels), int(p.fpixels)):
+            raise ValueError(f"panel {k}: the image is {c.shape}, the panel {p.spixels} x {p.fpixels} (slow x fast)")
+        counts.append(c)
     R = LAB_TO_DIALS @ beam_alignment(g.beam)
-    fvec, svec, origin = g.panel_vectors(0)
-    f, s, o = R @ fvec, R @ svec, R @ origin
     beam = R @ g.beam  # (0, 0, -1)
     d = g.beam_distance_mm(0)
-    off = o - d * beam
     spin = R @ g.spindle
-    px = float(p.pixel_size_mm)
     angle = float(g.angles_deg[index]) if g.n_images else 0.0
     osc = float(g.osc_deg) if g.osc_deg is not None else 0.0
     e = R @ g.polar
     norm_deg = math.degrees(math.atan2(-e[0], e[1]))  # angle of the E-vector from +Y, about the beam
     sat = overload if overload is not None else (g.saturation_value if g.saturation_value is not None
                                                  else 2**31 - 1)
-    S, F = counts.shape
     block = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     t = ["###CBF: VERSION 1.5, bragg_core full CBF (imgCIF)\r\n\r\n", f"data_{block}\r\n\r\n"]
     t.append(_items("diffrn", [("id", "DS1")]))
@@ -203,16 +255,29 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
     t.append(_items("diffrn_detector", [("diffrn_id", "DS1"), ("id", "DETECTOR"), ("type", "simulated"),
                                         ("number_of_axes", 1)]))
     t.append(_loop("diffrn_detector_axis", ["detector_id", "axis_id"], [["DETECTOR", "DETECTOR_Z"]]))
-    t.append(_items("diffrn_detector_element", [("id", "ELEMENT1"), ("detector_id", "DETECTOR")]))
-    t.append(_items("diffrn_data_frame", [("id", "FRAME1"), ("detector_element_id", "ELEMENT1"),
-                                          ("array_id", "ARRAY1"), ("binary_id", 1)]))
+    names = [_names(k) for k in range(n)]
+    t.append(_loop("diffrn_detector_element", ["id", "detector_id"], [[el, "DETECTOR"] for el, _, _, _ in names]))
+    t.append(_loop("diffrn_data_frame", ["id", "detector_element_id", "array_id", "binary_id"],
+                   [["FRAME1", el, arr, k + 1] for k, (el, _, _, arr) in enumerate(names)]))
+    axis_rows = [["GONIOMETER_OMEGA", "rotation", "goniometer", ".", *map(_fmt, spin), "0", "0", "0"],
+                 ["DETECTOR_Z", "translation", "detector", ".", *map(_fmt, beam), "0", "0", "0"]]
+    asl, asla, aes, ai, ast = [], [], [], [], []
+    for k, (p, (_el, ax, ay, arr)) in enumerate(zip(g.panels, names)):
+        fvec, svec, origin = g.panel_vectors(k)
+        f, sv, o = R @ fvec, R @ svec, R @ origin
+        off = o - d * beam
+        px = float(p.pixel_size_mm)
+        S, F = counts[k].shape
+        axis_rows += [[ax, "translation", "detector", "DETECTOR_Z", *map(_fmt, f), *map(_fmt, off)],
+                      [ay, "translation", "detector", ax, *map(_fmt, sv), "0", "0", "0"]]
+        asl += [[arr, 1, F, 1, "increasing", ax], [arr, 2, S, 2, "increasing", ay]]
+        asla += [[ax, ax, "0.0", _fmt(px)], [ay, ay, "0.0", _fmt(px)]]
+        aes += [[arr, 1, _fmt(px * 1e-3)], [arr, 2, _fmt(px * 1e-3)]]
+        ai.append([arr, k + 1, "linear", _fmt(gain), "0.0", _fmt(sat), _fmt(undefined),
+                   _fmt(scale) if scale != 1.0 or offset != 0.0 else "1.0"])
+        ast.append([arr, '"signed 32-bit integer"', "byte_offset", "little_endian"])
     t.append(_loop("axis", ["id", "type", "equipment", "depends_on", "vector[1]", "vector[2]", "vector[3]",
-                            "offset[1]", "offset[2]", "offset[3]"], [
-        ["GONIOMETER_OMEGA", "rotation", "goniometer", ".", *map(_fmt, spin), "0", "0", "0"],
-        ["DETECTOR_Z", "translation", "detector", ".", *map(_fmt, beam), "0", "0", "0"],
-        ["ELEMENT_X", "translation", "detector", "DETECTOR_Z", *map(_fmt, f), *map(_fmt, off)],
-        ["ELEMENT_Y", "translation", "detector", "ELEMENT_X", *map(_fmt, s), "0", "0", "0"],
-    ]))
+                            "offset[1]", "offset[2]", "offset[3]"], axis_rows))
     t.append(_items("diffrn_scan", [("id", "SCAN1"), ("frame_id_start", "FRAME1"), ("frame_id_end", "FRAME1"),
                                     ("frames", 1)]))
     t.append(_loop("diffrn_scan_axis", ["scan_id", "axis_id", "angle_start", "angle_range", "angle_increment",
@@ -226,44 +291,33 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
     t.append(_loop("diffrn_scan_frame_axis", ["frame_id", "axis_id", "angle", "displacement"], [
         ["FRAME1", "GONIOMETER_OMEGA", _fmt(angle), "0"], ["FRAME1", "DETECTOR_Z", "0", _fmt(d)]]))
     t.append(_loop("array_structure_list", ["array_id", "index", "dimension", "precedence", "direction",
-                                            "axis_set_id"],
-                   [["ARRAY1", 1, F, 1, "increasing", "ELEMENT_X"], ["ARRAY1", 2, S, 2, "increasing", "ELEMENT_Y"]]))
+                                            "axis_set_id"], asl))
     t.append(_loop("array_structure_list_axis", ["axis_set_id", "axis_id", "displacement", "displacement_increment"],
-                   [["ELEMENT_X", "ELEMENT_X", "0.0", _fmt(px)], ["ELEMENT_Y", "ELEMENT_Y", "0.0", _fmt(px)]]))
-    t.append(_loop("array_element_size", ["array_id", "index", "size"],
-                   [["ARRAY1", 1, _fmt(px * 1e-3)], ["ARRAY1", 2, _fmt(px * 1e-3)]]))
+                   asla))
+    t.append(_loop("array_element_size", ["array_id", "index", "size"], aes))
     t.append(_loop("array_intensities", ["array_id", "binary_id", "linearity", "gain", "gain_esd", "overload",
-                                         "undefined_value", "scaling"],
-                   [["ARRAY1", 1, "linear", _fmt(gain), "0.0", _fmt(sat), _fmt(undefined),
-                     _fmt(scale) if scale != 1.0 or offset != 0.0 else "1.0"]]))
-    t.append(_loop("array_structure", ["id", "encoding_type", "compression_type", "byte_order"],
-                   [["ARRAY1", '"signed 32-bit integer"', "byte_offset", "little_endian"]]))
+                                         "undefined_value", "scaling"], ai))
+    t.append(_loop("array_structure", ["id", "encoding_type", "compression_type", "byte_order"], ast))
     # bragg_core's own items (the sensor, the fluence, the pedestal) for its reader
+    p0 = g.panels[0]
     t.append(_items("bragg_core", [("fluence_photons_per_m2", _fmt(g.fluence_photons_per_m2)),
                                    ("beam_size_mm", _fmt(g.beam_size_mm)),
-                                   ("sensor_thickness_um", _fmt(p.thickness_um)),
-                                   ("sensor_material", (p.material or g.sensor_material or "Si")),
+                                   ("sensor_thickness_um", _fmt(p0.thickness_um)),
+                                   ("sensor_material", (p0.material or g.sensor_material or "Si")),
                                    ("count_offset", _fmt(offset)), ("count_scale", _fmt(scale)),
                                    ("polar_vector", "'" + " ".join(_fmt(x) for x in e) + "'"),
                                    ("oscillation", "rotation" if g.osc_deg is not None else "still")]))
-    packed = byte_offset_encode(counts)
-    md5 = base64.b64encode(hashlib.md5(packed).digest()).decode()
-    mime = ("_array_data.array_id ARRAY1\r\n_array_data.binary_id 1\r\n_array_data.data\r\n;\r\n"
-            "--CIF-BINARY-FORMAT-SECTION--\r\n"
-            "Content-Type: application/octet-stream;\r\n"
-            '     conversions="x-CBF_BYTE_OFFSET"\r\n'
-            "Content-Transfer-Encoding: BINARY\r\n"
-            f"X-Binary-Size: {len(packed)}\r\n"
-            "X-Binary-ID: 1\r\n"
-            'X-Binary-Element-Type: "signed 32-bit integer"\r\n'
-            "X-Binary-Element-Byte-Order: LITTLE_ENDIAN\r\n"
-            f"Content-MD5: {md5}\r\n"
-            f"X-Binary-Number-of-Elements: {S * F}\r\n"
-            f"X-Binary-Size-Fastest-Dimension: {F}\r\n"
-            f"X-Binary-Size-Second-Dimension: {S}\r\n"
-            f"X-Binary-Size-Padding: {_PAD}\r\n\r\n")
-    tail = b"\r\n--CIF-BINARY-FORMAT-SECTION----\r\n;\r\n\r\n"
-    return b"".join([("".join(t) + mime).encode("ascii"), _MARK, packed, bytes(_PAD), tail])
+    if n == 1:  # items, not a loop: single-array readers (fabio) look for the item _array_data.data
+        t.append("_array_data.array_id ARRAY1\r\n_array_data.binary_id 1\r\n_array_data.data\r\n")
+        parts = ["".join(t).encode("ascii"), _binary_section(counts[0], 1)]
+    else:
+        t.append("loop_\r\n_array_data.array_id\r\n_array_data.binary_id\r\n_array_data.data\r\n")
+        parts = ["".join(t).encode("ascii")]
+        for k, (_, _, _, arr) in enumerate(names):
+            parts.append(f"{arr} {k + 1}\r\n".encode("ascii"))
+            parts.append(_binary_section(counts[k], k + 1))
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def write_cbf(path, image, experiment, detector=None, *, index: int = 0, n_images: int = 1,
@@ -352,7 +406,7 @@ def _parse_cif(text: str) -> dict:
 def read_cbf(path, base=None):
     """``(counts, geometry)`` of a full CBF written by :func:`write_cbf` (or with the same categories).
 
-    ``counts`` is the int32 ``(slow, fast)`` array; ``geometry`` an
+    ``counts`` is the int32 ``(slow, fast)`` array (``(panel, slow, fast)`` for several); ``geometry`` an
     :class:`~bragg_core.io._imageset.ImageSetGeometry` of this one image
     (its ``experiment``: the Experiment, ``base`` for what the file lacks).
     """
@@ -372,28 +426,34 @@ def read_cbf(path, base=None):
         fail("_array_data.data", "no binary section")
     text = raw[:cut].decode("latin-1")
     cats = _parse_cif(text)
-    mime_end = raw.find(_MARK, cut)
-    if mime_end < 0:
-        fail("_array_data.data", "no binary start marker")
-    mime = raw[cut:mime_end].decode("latin-1")
+    sections = {}
+    pos = cut
+    while pos >= 0:
+        mime_end = raw.find(_MARK, pos)
+        if mime_end < 0:
+            fail("_array_data.data", "no binary start marker")
+        mime = raw[pos:mime_end].decode("latin-1")
 
-    def mval(key):
-        m = re.search(rf"{key}:\s*(\S+)", mime)
-        if not m:
-            fail("_array_data.data", f"no {key}")
-        return m.group(1)
+        def mval(key, mime=mime):
+            m = re.search(rf"{key}:\s*(\S+)", mime)
+            if not m:
+                fail("_array_data.data", f"no {key}")
+            return m.group(1)
 
-    if "x-CBF_BYTE_OFFSET" not in mime:
-        fail("_array_data.data", "only byte-offset compression is read")
-    size, F, S = int(mval("X-Binary-Size")), int(mval("X-Binary-Size-Fastest-Dimension")), \
-        int(mval("X-Binary-Size-Second-Dimension"))
-    start = mime_end + 4
-    if start + size > len(raw):
-        fail("_array_data.data", f"truncated: {len(raw) - start} of {size} bytes")
-    try:
-        counts = byte_offset_decode(raw[start:start + size], S * F).astype(np.int32).reshape(S, F)
-    except ValueError as exc:
-        fail("_array_data.data", str(exc))
+        if "x-CBF_BYTE_OFFSET" not in mime:
+            fail("_array_data.data", "only byte-offset compression is read")
+        size, F, S = int(mval("X-Binary-Size")), int(mval("X-Binary-Size-Fastest-Dimension")), \
+            int(mval("X-Binary-Size-Second-Dimension"))
+        bid = mval("X-Binary-ID")
+        start = mime_end + 4
+        if start + size > len(raw):
+            fail("_array_data.data", f"truncated: {len(raw) - start} of {size} bytes")
+        try:
+            sections[bid] = byte_offset_decode(raw[start:start + size], S * F).astype(np.int32).reshape(S, F)
+        except ValueError as exc:
+            fail("_array_data.data", str(exc))
+        nxt = re.search(rb"--CIF-BINARY-FORMAT-SECTION--\r?\nContent-Type", raw[start + size:])
+        pos = start + size + nxt.start() if nxt else -1
 
     def one(cat, key, where=None):
         rows = cats.get(cat) or fail(f"_{cat}", "missing")
@@ -422,47 +482,56 @@ def read_cbf(path, base=None):
         except (KeyError, ValueError):
             fail(f"_axis {aid}", f"{what} must be 3 numbers")
 
-    # pixel axes and their settings for the first pixel
-    asl = {r["index"]: r for r in cats.get("array_structure_list", [])}
-    if set(asl) != {"1", "2"}:
-        fail("_array_structure_list", "expected two dimensions")
-    xaxis, yaxis = asl["1"]["axis_set_id"], asl["2"]["axis_set_id"]
-    sla = {r["axis_id"]: r for r in cats.get("array_structure_list_axis", [])}
-    disp = {}
-    for a in (xaxis, yaxis):
-        r = sla.get(a) or fail("_array_structure_list_axis", f"no axis {a}")
-        disp[a] = (float(r["displacement"]), float(r["displacement_increment"]))
-    frame_disp = {r["axis_id"]: float(r.get("displacement", 0) or 0) for r in cats.get("diffrn_scan_frame_axis", [])}
-    # position of the first data point: every translation of the chain from ELEMENT_Y down
-    pos = np.zeros(3)
-    aid, depth = yaxis, 0
-    while aid not in (".", "", None):
-        r = axes.get(aid) or fail("_axis", f"no axis {aid}")
-        if r.get("type") != "translation":
-            fail(f"_axis {aid}", "only translations are read in the detector chain")
-        d = disp[aid][0] if aid in disp else frame_disp.get(aid, 0.0)
-        v = vec(aid)
-        pos = pos + vec(aid, "offset") + d * v / np.linalg.norm(v)
-        aid = r.get("depends_on")
-        depth += 1
-        if depth > 16:
-            fail("_axis", "depends_on chain too long")
-    fx, sx = vec(xaxis), vec(yaxis)
-    fx, sx = fx / np.linalg.norm(fx), sx / np.linalg.norm(sx)
-    px = disp[xaxis][1]
-    if not (px > 0 and abs(disp[yaxis][1] - px) <= 1e-9 * px):
-        fail("_array_structure_list_axis", "pixels must be square")
-    corner = pos  # the first data point's setting is the panel's corner, as DIALS reads it
     lab = lambda v: LAB_TO_DIALS.T @ v  # noqa: E731
     own = (cats.get("bragg_core") or [{}])[0]
     thick = float(own.get("sensor_thickness_um", 0.0))
     material = own.get("sensor_material", "")
-    try:
-        panel = Panel(fast_axis=tuple(float(x) for x in lab(fx)), slow_axis=tuple(float(x) for x in lab(sx)),
-                      origin_mm=tuple(float(x) for x in lab(corner)), fpixels=F, spixels=S, pixel_size_mm=px,
-                      thickness_um=thick, material=material)
-    except PanelError as exc:
-        fail("_axis", str(exc))
+    frame_disp = {r["axis_id"]: float(r.get("displacement", 0) or 0) for r in cats.get("diffrn_scan_frame_axis", [])}
+    sla = {r["axis_id"]: r for r in cats.get("array_structure_list_axis", [])}
+    frames = cats.get("diffrn_data_frame") or [{"array_id": "ARRAY1", "binary_id": "1"}]
+    panels, counts = [], []
+    for fr in frames:
+        arr = fr.get("array_id")
+        asl = {r["index"]: r for r in cats.get("array_structure_list", []) if r.get("array_id") == arr}
+        if set(asl) != {"1", "2"}:
+            fail("_array_structure_list", f"expected two dimensions for {arr}")
+        xaxis, yaxis = asl["1"]["axis_set_id"], asl["2"]["axis_set_id"]
+        disp = {}
+        for a in (xaxis, yaxis):
+            r = sla.get(a) or fail("_array_structure_list_axis", f"no axis {a}")
+            disp[a] = (float(r["displacement"]), float(r["displacement_increment"]))
+        # the first data point: every translation of the chain from the slow axis down (DIALS takes it as
+        # the panel's corner)
+        corner = np.zeros(3)
+        aid, depth = yaxis, 0
+        while aid not in (".", "", None):
+            r = axes.get(aid) or fail("_axis", f"no axis {aid}")
+            if r.get("type") != "translation":
+                fail(f"_axis {aid}", "only translations are read in the detector chain")
+            dd = disp[aid][0] if aid in disp else frame_disp.get(aid, 0.0)
+            v = vec(aid)
+            corner = corner + vec(aid, "offset") + dd * v / np.linalg.norm(v)
+            aid = r.get("depends_on")
+            depth += 1
+            if depth > 16:
+                fail("_axis", "depends_on chain too long")
+        fx, sx = vec(xaxis), vec(yaxis)
+        fx, sx = fx / np.linalg.norm(fx), sx / np.linalg.norm(sx)
+        px = disp[xaxis][1]
+        if not (px > 0 and abs(disp[yaxis][1] - px) <= 1e-9 * px):
+            fail("_array_structure_list_axis", "pixels must be square")
+        data = sections.get(str(fr.get("binary_id", "1")))
+        if data is None:
+            fail("_array_data.data", f"no binary section {fr.get('binary_id')} for {arr}")
+        S, F = data.shape
+        counts.append(data)
+        try:
+            panels.append(Panel(fast_axis=tuple(float(x) for x in lab(fx)), slow_axis=tuple(float(x) for x in lab(sx)),
+                                origin_mm=tuple(float(x) for x in lab(corner)), fpixels=F, spixels=S,
+                                pixel_size_mm=px, thickness_um=thick, material=material,
+                                name=fr.get("detector_element_id", "") if len(frames) > 1 else ""))
+        except PanelError as exc:
+            fail("_axis", str(exc))
     wl = num("diffrn_radiation_wavelength", "wavelength")
     gon = one("diffrn_measurement_axis", "axis_id") if "diffrn_measurement_axis" in cats else "GONIOMETER_OMEGA"
     spindle = lab(vec(gon))
@@ -477,7 +546,7 @@ def read_cbf(path, base=None):
         polar = lab(np.array([-math.sin(nd), math.cos(nd), 0.0]))
     over = cats.get("array_intensities", [{}])[0]
     geom = ImageSetGeometry(
-        experiment=None, detector=MultiPanelDetector(panels=(panel,)), beam=lab(np.array([0.0, 0.0, -1.0])),
+        experiment=None, detector=MultiPanelDetector(panels=tuple(panels)), beam=lab(np.array([0.0, 0.0, -1.0])),
         polar=polar / np.linalg.norm(polar), spindle=spindle / np.linalg.norm(spindle), wavelength_A=wl,
         fluence_photons_per_m2=float(own.get("fluence_photons_per_m2", 0.0)),
         beam_size_mm=float(own.get("beam_size_mm", 0.1)), kahn_factor=kahn, angles_deg=np.array([angle]),
@@ -486,7 +555,7 @@ def read_cbf(path, base=None):
         underload_value=float(over["undefined_value"]) if "undefined_value" in over else None,
         sensor_material=material, sensor_thickness_um=thick)
     experiment_from_geometry(geom, base)
-    return counts, geom
+    return (counts[0] if len(counts) == 1 else np.stack(counts)), geom
 
 
 def read_cbf_series(names, base=None):
