@@ -74,3 +74,21 @@ def test_a_failed_run_leaves_no_nexus_file(tmp_path, capsys, monkeypatch):
     assert rc == 1
     assert not (tmp_path / "run.nxs").exists()
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_a_series_goes_into_one_nexus_file_and_numbered_cbf_files(tmp_path, capsys):
+    from bragg_core.io.cbf import read_cbf_series
+    from bragg_core.io.nexus import read_nexus
+
+    rc, out, err = _run(BASE + ["-nimages", "3", "-floatfile", "f_#.bin", "-intfile", "i_#.img",
+                                "-nexusfile", "run.nxs", "-cbffile", "c_#.cbf", "-nexus_compression", "gzip"],
+                        tmp_path, capsys)
+    assert rc == 0, err
+    nx, g = read_nexus(tmp_path / "run.nxs")
+    assert nx.shape == (3, 24, 24)
+    np.testing.assert_allclose(g.angles_deg, [3.0, 3.5, 4.0], atol=1e-12)
+    for i in range(3):
+        assert np.array_equal(nx[i], np.fromfile(tmp_path / f"f_{i + 1}.bin", dtype="<f4").reshape(24, 24))
+    counts, gc = read_cbf_series([tmp_path / f"c_{i + 1}.cbf" for i in range(3)])
+    assert np.array_equal(counts, np.rint(nx).astype(np.int32))
+    np.testing.assert_allclose(gc.angles_deg, g.angles_deg, atol=1e-12)

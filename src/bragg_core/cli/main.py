@@ -61,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # unreadable or malformed input files
         return _fail(str(exc))
     from .format_flags import run_with_formats
+    from .panel_flags import run_all
 
     try:
-        return run_with_formats(cfg, _run)
+        # every image of -nimages and every panel (run_all), then the NeXus file finished (run_with_formats)
+        return run_with_formats(cfg, lambda c: run_all(c, _run))
     except KeyboardInterrupt:
         return _fail("interrupted; no output written", 130)
     except ValueError as exc:  # a value only the engine could judge (ExperimentError, BackendError)
