@@ -288,3 +288,15 @@ def test_gradients_in_psf_width_gain_and_scale():
     params = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (140.0, 1.7, 0.9))
     for kind in ("gauss", "fiber"):
         assert torch.autograd.gradcheck(run(kind), params)
+
+
+def test_row_blocks_change_nothing(monkeypatch):
+    import bragg_core.detector_model as dm
+
+    photons = np.random.default_rng(3).gamma(0.8, 40.0, size=(37, 29))
+    model = DetectorModel(flicker=0.05, calibration=0.03, readout_adu=2.0, seed=5, psf="fiber", psf_radius=2)
+    whole = apply_detector_model(photons, model)
+    monkeypatch.setattr(dm, "_BLOCK_PIXELS", 100)  # blocks of 3 rows
+    blocks = apply_detector_model(photons, model)
+    assert np.array_equal(np.asarray(whole.image), np.asarray(blocks.image))
+    assert np.array_equal(np.asarray(whole.adu), np.asarray(blocks.adu))

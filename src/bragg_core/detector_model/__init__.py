@@ -128,6 +128,23 @@ def pixel_noise(photons, model: DetectorModel, pixel_index):
     return xp.astype(xp.reshape(counts, shape), g.dtype)
 
 
+_BLOCK_PIXELS = 1 << 17  # per-pixel noise in blocks of rows of about this many pixels (cache-sized passes)
+
+
+def _by_row_blocks(xp, fn, like):
+    """``fn(rows)`` over blocks of rows, concatenated; one call for lazy backends or small images.
+
+    The noise of a pixel depends only on its global index, so blocks change nothing but the speed.
+    """
+    from .._backend import is_lazy
+
+    H, W = like.shape
+    step = max(1, _BLOCK_PIXELS // max(W, 1))
+    if is_lazy(like) or H <= step:
+        return fn(slice(0, H))
+    return xp.concat([fn(slice(r, min(H, r + step))) for r in range(0, H, step)], axis=0)
+
+
 def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixel_index=None) -> DetectorImage:
     """The detector's view of ``image`` (float photons/pixel, shape (slow, fast)), in its namespace and device.
 
@@ -145,16 +162,21 @@ def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixe
     if pixel_index is None:
         pixel_index = detector_pixel_index(xp, tuple(image.shape), g.device)
     if model.noise:
-        photons = pixel_noise(photons, model, pixel_index)
+        photons = _by_row_blocks(xp, lambda rows: pixel_noise(photons[rows, :], model, pixel_index[rows, :]),
+                                 photons)
     if model.psf is not None:
         fwhm_px = _param(g, model.psf_fwhm_um) * 1e-3 / _param(g, model.pixel_size_mm)
         photons = apply_psf(xp, photons, model.psf, fwhm_px, model.psf_radius)
     adu = photons * _param(g, model.quantum_gain) + _param(g, model.adc_offset)
     if model.noise and not (is_scalar(model.readout_adu) and float(model.readout_adu) == 0.0):
         gg = geometry_context(g)
-        base = pixel_base(xp, xp.reshape(pixel_index, (-1,)))
-        n = normal(xp, base, model.seed, STREAMS["readout"], model.shot, 0, gg.dtype)
-        adu = adu + _param(g, model.readout_adu) * xp.reshape(xp.astype(n, g.dtype), adu.shape)
+
+        def readout(rows):
+            base = pixel_base(xp, xp.reshape(pixel_index[rows, :], (-1,)))
+            n = normal(xp, base, model.seed, STREAMS["readout"], model.shot, 0, gg.dtype)
+            return xp.reshape(xp.astype(n, g.dtype), pixel_index[rows, :].shape)
+
+        adu = adu + _param(g, model.readout_adu) * _by_row_blocks(xp, readout, adu)
     sat = float(model.saturation_adu)
     over = adu > sat
     overloads = xp.sum(xp.astype(over, xp.int64)) if model.noise else xp.sum(xp.astype(over & False, xp.int64))
