@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry.vectors import dot, rotate_axis
+from ..geometry.vectors import rotate_axis
 from ..io.stol import StolTable
 from ..units import AVOGADRO, R_E_SQR_M2
 from .polarization import kahn_from_projections, polarization_frame
