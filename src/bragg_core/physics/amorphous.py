@@ -139,8 +139,8 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
     pos = [dg.pix0_m[i] + Sd * dg.sdet[i] + Fd * dg.fdet[i] for i in range(3)]
     if curved:
         start = dg.distance_m * dg.beam
-        tilted = rotate_axis(xp, start, dg.sdet, pos[1][..., None] / dg.distance_m)
-        bent = rotate_axis(xp, tilted, dg.fdet, pos[2][..., None] / dg.distance_m)
+        tilted = rotate_axis(xp, start, dg.sdet, pos[1] / dg.distance_m)
+        bent = rotate_axis(xp, tilted, dg.fdet, pos[2] / dg.distance_m)
         pos = [bent[..., i] for i in range(3)]
     R2 = pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2]
     R = xp.sqrt(R2)
