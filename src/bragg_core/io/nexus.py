@@ -574,6 +574,16 @@ def read_nexus(path, base=None, frames=None):
     return panels, geom
 
 
+def _module_order(name: str):
+    """Ours first in panel order (module, module_1, module_2, ...), then any others by name."""
+    if name == "module":
+        return (0, 0, "")
+    head, _, tail = name.rpartition("_")
+    if head == "module" and tail.isdigit():
+        return (0, int(tail), "")
+    return (1, 0, name)
+
+
 def read_nexus_frame(path, index: int, base=None):
     """One image of an NXmx file (only that chunk is read), and the geometry."""
     images, geom = read_nexus(path, base=base, frames=int(index))
@@ -620,7 +630,7 @@ def _read_geometry(rd: _Reader, base) -> ImageSetGeometry:
     sat = float(rd.num(f"{det}/saturation_value")) if f"{det}/saturation_value" in f else None
     under = float(rd.num(f"{det}/underload_value")) if f"{det}/underload_value" in f else None
     modules = sorted((k for k in f[det] if _str(f[det][k].attrs.get("NX_class", b"")) == "NXdetector_module"),
-                     key=lambda k: (k != "module", int(k.rsplit("_", 1)[1]) if "_" in k else 0))
+                     key=_module_order)
     if not modules:
         rd.fail(det, "no NXdetector_module")
     panels, mods = [], []
