@@ -92,3 +92,23 @@ def test_a_series_goes_into_one_nexus_file_and_numbered_cbf_files(tmp_path, caps
     counts, gc = read_cbf_series([tmp_path / f"c_{i + 1}.cbf" for i in range(3)])
     assert np.array_equal(counts, np.rint(nx).astype(np.int32))
     np.testing.assert_allclose(gc.angles_deg, g.angles_deg, atol=1e-12)
+
+
+def test_every_panel_of_an_experiment_list_goes_into_the_nexus_file(tmp_path, capsys):
+    from bragg_core.io.dials_expt import read_expt
+    from bragg_core.io.nexus import read_nexus
+
+    expt = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "dials", "multipanel_dxtbx.expt")
+    rc, out, err = _run(BASE[:BASE.index("-distance")] + ["-phi", "3", "-osc", "0.5", "-noprogress", "-nonoise",
+                                                         "-nopgm", "-expt", expt, "-nexusfile", "mp.nxs",
+                                                         "-pngfile", "mp.png"], tmp_path, capsys)
+    assert rc == 0, err
+    images, g = read_nexus(tmp_path / "mp.nxs")
+    want = read_expt(expt).detector
+    assert images.shape == (1, len(want.panels), want.panels[0].spixels, want.panels[0].fpixels)
+    assert np.array_equal(images.reshape(-1), np.fromfile(tmp_path / "floatimage.bin", dtype="<f4"))
+    for p, q in zip(want.panels, g.panels):
+        np.testing.assert_allclose(q.origin_mm, p.origin_mm, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(q.fast_axis, np.asarray(p.fast_axis) / np.linalg.norm(p.fast_axis), atol=1e-9)
+        np.testing.assert_allclose(q.slow_axis, np.asarray(p.slow_axis) / np.linalg.norm(p.slow_axis), atol=1e-9)
+    assert (tmp_path / "mp.png").exists()
