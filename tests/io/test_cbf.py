@@ -184,3 +184,15 @@ def test_dials_import_reads_the_simulated_geometry(tmp_path):
     assert scan["oscillation"] == pytest.approx([5.0, 0.3], abs=1e-9)
     assert doc["beam"][0]["wavelength"] == pytest.approx(1.2, rel=1e-9)
 
+
+
+def test_the_read_experiment_renders_the_same_image(tmp_path):
+    from bragg_core import simulate
+
+    exp = _exp(fpixels=24, spixels=20, distance_mm=50.0)
+    a = np.asarray(simulate(exp, backend="numpy", dtype="float64").image)
+    assert a.max() > 0
+    write_cbf(tmp_path / "r.cbf", a, exp)
+    _, g = read_cbf(tmp_path / "r.cbf", base=exp)
+    b = np.asarray(simulate(g.experiment, backend="numpy", dtype="float64").image)
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * a.max())

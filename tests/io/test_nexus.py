@@ -271,3 +271,16 @@ def test_dials_import_reads_a_stack_of_shots_as_stills(tmp_path):
     doc = _dials_import(path, tmp_path, "shots")
     assert len(doc["experiment"]) == 3 and doc["scan"] == [] and doc["goniometer"] == []
     assert [b["wavelength"] for b in doc["beam"]] == pytest.approx([1.0, 1.1, 1.2], rel=1e-12)
+
+
+def test_the_read_experiment_renders_the_same_image(tmp_path):
+    from bragg_core import simulate
+
+    exp = _exp(fpixels=24, spixels=20, distance_mm=50.0)
+    a = np.asarray(simulate(exp, backend="numpy", dtype="float64").image)
+    assert a.max() > 0
+    write_nexus(tmp_path / "r.nxs", a.astype(np.float32), exp)
+    _, g = read_nexus(tmp_path / "r.nxs", base=exp)  # base: the crystal, which the file does not hold
+    assert g.experiment.detector.convention == "custom"
+    b = np.asarray(simulate(g.experiment, backend="numpy", dtype="float64").image)
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * a.max())
