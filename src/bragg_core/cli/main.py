@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
+from .streams import tolerant_stdout
 from .usage import USAGE
 
 
@@ -44,7 +46,9 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help", "-help") for a in argv):
+    from .args import help_requested
+
+    if help_requested(argv):
         sys.stdout.write(USAGE)
         return 0
     if not argv:
@@ -64,8 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     from .panel_flags import run_all
 
     try:
-        # every image of -nimages and every panel (run_all), then the NeXus file finished (run_with_formats)
-        return run_with_formats(cfg, lambda c: run_all(c, _run))
+        # every image of -nimages and every panel (run_all), then the NeXus file finished (run_with_formats);
+        # standard output survives a reader that exits early, and Python's numerical warnings become
+        # WARNING lines after a success (beside an error they are noise)
+        with tolerant_stdout(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc = run_with_formats(cfg, lambda c: run_all(c, _run))
+            if rc == 0:
+                for text in dict.fromkeys(str(w.message) for w in caught):
+                    print(f"WARNING: {text}")
+        return rc
     except KeyboardInterrupt:
         return _fail("interrupted; no output written", 130)
     except ValueError as exc:  # a value only the engine could judge (ExperimentError, BackendError)
@@ -87,6 +99,7 @@ def _run(cfg) -> int:
     from ..engine.stats import image_stats
     from ..noise import noise_image
     from ..simulate import simulate
+    from .validate import check_finite
 
     for w in cfg.warnings:
         print(f"WARNING: {w}")
@@ -103,7 +116,8 @@ def _run(cfg) -> int:
     except BackendError as exc:
         return _fail(str(exc))
     except MemoryError:
-        return _fail("out of memory; lower -memory_budget")
+        return _fail("out of memory while rendering, beyond the pre-run estimate; use fewer pixels "
+                     "(-detpixels, -roi) or sampling steps; no output written")
     finally:
         bar.close()
     render_s = time.perf_counter() - t0
@@ -113,6 +127,7 @@ def _run(cfg) -> int:
     for slow, fast in cfg.trace_pixels:
         _print_trace(setup, slow, fast)
     image = np.asarray(to_numpy(sim.image), dtype=np.float32)
+    check_finite(image, exp)  # NaN or inf is an error naming the inputs, never an image
     if cfg.formats is not None:  # -nexusfile, -cbffile, -pngfile (cli/format_flags.py)
         cfg.formats.add(image, exp)
     st = image_stats(image, setup)
@@ -155,12 +170,17 @@ def _run(cfg) -> int:
         outputs.append(("Fdump.bin", io.fdump_bytes(cfg.fdump_written_from)))
     if "-run_report" in cfg.outputs:
         outputs.append((cfg.outputs["-run_report"], _run_report(sim, st, render_s)))
-    try:
-        for path, data in outputs:
-            io.atomic_write(path, data)
-            print(f"writing {path}")
+    try:  # every output replaces its destination, or none does
+        with io.atomic.OutputSet() as out:
+            for path, data in outputs:
+                out.add(path, data)
+            out.commit()
+    except io.atomic.OutputError as exc:
+        return _fail(f"{exc}; no file was changed")
     except OSError as exc:
-        return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}", 1)
+        return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}; no file was changed")
+    for path, _ in outputs:
+        print(f"writing {path}")
     return 0
 
 
@@ -222,8 +242,9 @@ def _banded(image, setup, dtype, convert, rows_per_band=None):
 
 
 def _smv_bytes(header, data):
-    from .. import io
     import numpy as np
+
+    from .. import io
 
     return [io.smv_header(header), np.ascontiguousarray(data, dtype="<u2")]
 
