@@ -284,3 +284,17 @@ def test_the_read_experiment_renders_the_same_image(tmp_path):
     assert g.experiment.detector.convention == "custom"
     b = np.asarray(simulate(g.experiment, backend="numpy", dtype="float64").image)
     np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * a.max())
+
+
+def test_a_beam_spectrum_is_recorded_beside_the_nominal_wavelength(tmp_path):
+    from dataclasses import replace
+
+    exp = _exp()
+    exp = replace(exp, beam=replace(exp.beam, dispersion_percent=2.0, dispersion_steps=5))
+    write_nexus(tmp_path / "s.nxs", _images(1), exp)
+    _, g = read_nexus(tmp_path / "s.nxs")
+    assert g.wavelength_A == 1.2  # what DIALS reads: one wavelength
+    np.testing.assert_allclose(g.spectrum_A, 1.2 * (1 + np.linspace(-0.01, 0.01, 5)), rtol=1e-12)
+    np.testing.assert_allclose(g.spectrum_weights, np.full(5, 0.2), rtol=1e-12)
+    write_nexus(tmp_path / "m.nxs", _images(1), _exp())
+    assert read_nexus(tmp_path / "m.nxs")[1].spectrum_A is None

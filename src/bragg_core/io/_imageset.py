@@ -83,6 +83,8 @@ class ImageSetGeometry:
     underload_value: Optional[float] = None
     sensor_material: str = ""
     sensor_thickness_um: float = 0.0
+    spectrum_A: Optional[np.ndarray] = None           # the beam's distinct wavelengths (dispersion, source file)
+    spectrum_weights: Optional[np.ndarray] = None     # their relative weights (sources per wavelength)
 
     @property
     def n_images(self) -> int:
@@ -150,13 +152,29 @@ def geometry_from_experiment(experiment, detector=None, *, n_images: int = 1, ro
         angles = np.full(n, phi0)
     b = experiment.beam
     p0 = detector.panels[0]
+    spectrum, weights = beam_spectrum(b, beam, polar)
     return ImageSetGeometry(
         experiment=experiment, detector=detector, beam=_unit(beam), polar=_unit(polar), spindle=_unit(spindle),
         wavelength_A=float(b.wavelength_A), fluence_photons_per_m2=float(b.fluence_photons_per_m2),
         beam_size_mm=float(b.beam_size_mm), kahn_factor=float(b.kahn_factor), angles_deg=angles,
         osc_deg=float(osc) if rotation else None, saturation_value=saturation_value,
         underload_value=underload_value, sensor_material=sensor_material or p0.material or "Si",
-        sensor_thickness_um=float(p0.thickness_um))
+        sensor_thickness_um=float(p0.thickness_um), spectrum_A=spectrum, spectrum_weights=weights)
+
+
+def beam_spectrum(beam, beam_vec, polar_vec):
+    """(distinct wavelengths in Angstrom, weights) of the beam's sources, or (None, None) for one wavelength."""
+    from .._backend import get_context, to_numpy
+    from ..geometry.sources import beam_sources
+
+    g = get_context(backend="numpy", dtype="float64")
+    src = beam_sources(beam, g.asarray(np.asarray(beam_vec, dtype=np.float64)),
+                       g.asarray(np.asarray(polar_vec, dtype=np.float64)), g)
+    lam = np.asarray(to_numpy(src.wavelength_m), dtype=np.float64) * 1e10
+    values, counts = np.unique(lam, return_counts=True)
+    if values.size < 2:
+        return None, None
+    return values, counts.astype(np.float64) / counts.sum()
 
 
 def experiment_from_geometry(geom: ImageSetGeometry, base=None):

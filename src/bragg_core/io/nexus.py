@@ -201,6 +201,12 @@ class NexusWriter:
         beam = inst.create_group("beam")
         beam.attrs["NX_class"] = "NXbeam"
         self._beam = beam
+        if g.spectrum_A is not None:
+            # the spectrum the sources sample; incident_wavelength itself stays the nominal wavelength, which
+            # is what DIALS reads (it takes an array there as one wavelength per image)
+            beam["incident_wavelength_spectrum"] = g.spectrum_A
+            beam["incident_wavelength_spectrum"].attrs["units"] = "angstrom"
+            beam["incident_wavelength_spectrum_weights"] = g.spectrum_weights
         beam["incident_beam_size"] = np.array([g.beam_size_mm, g.beam_size_mm])
         beam["incident_beam_size"].attrs["units"] = "mm"
         fl = g.fluence_photons_per_m2 / self.count_time_s
@@ -623,6 +629,11 @@ def _read_geometry(rd: _Reader, base) -> ImageSetGeometry:
             psi = 0.5 * math.atan2(S[2], S[1])
             e = f[sp].attrs.get("bragg_core_e_vector")
             polar = lab(e) if e is not None else lab([math.cos(psi), math.sin(psi), 0.0])
+    spec = weights = None
+    if "/entry/instrument/beam/incident_wavelength_spectrum" in f:
+        spec = rd.num("/entry/instrument/beam/incident_wavelength_spectrum", "angstrom").reshape(-1)
+        wp = "/entry/instrument/beam/incident_wavelength_spectrum_weights"
+        weights = np.asarray(f[wp][()], dtype=np.float64).reshape(-1) if wp in f else np.full(spec.size, 1 / spec.size)
     material = _str(f[f"{det}/sensor_material"]) if f"{det}/sensor_material" in f else ""
     thick_um = float(rd.num(f"{det}/sensor_thickness", "mm")) * 1e3 if f"{det}/sensor_thickness" in f else 0.0
     if f"{det}/sensor_thickness" in f and f[f"{det}/sensor_thickness"].attrs.get("bragg_core_no_absorption"):
@@ -687,7 +698,7 @@ def _read_geometry(rd: _Reader, base) -> ImageSetGeometry:
         polar=polar / np.linalg.norm(polar), spindle=spindle / np.linalg.norm(spindle), wavelength_A=wl,
         fluence_photons_per_m2=flux * count_time, beam_size_mm=float(size), kahn_factor=kahn,
         angles_deg=angles, osc_deg=osc, wavelengths_A=wls, saturation_value=sat, underload_value=under,
-        sensor_material=material, sensor_thickness_um=thick_um)
+        sensor_material=material, sensor_thickness_um=thick_um, spectrum_A=spec, spectrum_weights=weights)
     try:
         experiment_from_geometry(geom, base)
     except ValueError as exc:
