@@ -142,7 +142,7 @@ def _run(cfg) -> int:
     scale = io.int_image_scale(st.max_I, cfg.scale)
     print(f"intfile_scale = {scale:g}")
     ints = _banded(image, setup, np.uint16, lambda band, roi: io.int_image(band, scale, cfg.adc, roi))
-    outputs.append((cfg.outputs.get("-intfile", "intimage.img"), _smv_bytes(_header(setup, exp), ints)))
+    outputs.append((cfg.outputs.get("-intfile", "intimage.img"), _smv_bytes(_header(setup, exp), ints, cfg)))
     del ints
     if cfg.write_pgm:
         pscale = io.pgm_auto_scale(cfg.pgmscale, st.rmsd, scale)
@@ -164,7 +164,7 @@ def _run(cfg) -> int:
         counts = _banded(image, setup, np.uint16, noisy)
         print(f"{totals[0]:.0f} photons on noise image ({totals[1]} overloads)")
         nheader = _header(setup, exp, noise_image=True)
-        outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, counts)))
+        outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, counts, cfg)))
         del counts
     if cfg.fdump_written_from is not None:
         outputs.append(("Fdump.bin", io.fdump_bytes(cfg.fdump_written_from)))
@@ -241,11 +241,15 @@ def _banded(image, setup, dtype, convert, rows_per_band=None):
     return out
 
 
-def _smv_bytes(header, data):
+def _smv_bytes(header, data, cfg=None):
     import numpy as np
 
     from .. import io
 
+    if getattr(cfg, "dials_header", False):  # -dials_header: the beam centre and ADC_OFFSET as DIALS reads them
+        from ..io.smv_dials import dials_smv_header
+
+        return [dials_smv_header(header, cfg.adc), np.ascontiguousarray(data, dtype="<u2")]
     return [io.smv_header(header), np.ascontiguousarray(data, dtype="<u2")]
 
 
