@@ -213,3 +213,12 @@ def test_panels_that_cannot_be_placed_are_refused():
         Panel(fast_axis=(0, 0, 1), slow_axis=(0, 0, 2), origin_mm=(60, 0, 0), fpixels=4, spixels=4)
     with pytest.raises(PanelError, match="at least one panel"):
         MultiPanelDetector(panels=())
+
+
+def test_simulate_renders_an_experiment_holding_several_panels():
+    exp = _base()
+    mp = MultiPanelDetector(panels=tuple(LAYOUTS["eiger_2x2"]()), base=exp.detector)
+    sim = simulate(Experiment(beam=exp.beam, detector=mp, crystal=exp.crystal), backend="numpy")
+    assert _host(sim.image).shape == (4, 30, 40)
+    ref = simulate_panels(exp, mp, backend="numpy")
+    assert np.array_equal(_host(sim.image), _host(ref.image))

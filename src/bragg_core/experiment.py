@@ -484,6 +484,8 @@ class Experiment:
 
     def __post_init__(self):
         for f, cls in (("beam", Beam), ("detector", Detector), ("crystal", Crystal)):
+            if f == "detector" and type(self.detector).__name__ == "MultiPanelDetector":
+                continue  # several panels (bragg_core.panels): simulate renders each
             if not isinstance(getattr(self, f), cls):
                 raise ExperimentError(f"Experiment.{f} must be a {cls.__name__}")
 

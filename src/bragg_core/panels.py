@@ -259,6 +259,9 @@ def simulate_panels(experiment: Experiment, detector: MultiPanelDetector | Seque
     """
     from .simulate import simulate
 
+    if detector is None and isinstance(experiment.detector, MultiPanelDetector):
+        detector = experiment.detector  # an Experiment holding several panels
+        experiment = Experiment(beam=experiment.beam, detector=detector.base, crystal=experiment.crystal)
     if detector is None:
         sims = [simulate(experiment, **kwargs)]
         mp = _as_multipanel(experiment, None)

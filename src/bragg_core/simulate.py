@@ -35,6 +35,9 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
              progress: Callable[[int], None] | None = None, store_dtype: Any = None) -> Simulation:
     """Render ``experiment``.
 
+    An experiment whose detector is a :class:`bragg_core.panels.MultiPanelDetector`
+    gives a :class:`bragg_core.panels.PanelSimulation` (``.image`` is
+    ``(panel, slow, fast)``; see ``bragg_core.panels.simulate_panels``).
     The image follows the arrays found in the experiment (a torch tensor
     field makes a torch image on that device and dtype), or the named
     ``backend``/``device``/``dtype``; with neither, NumPy float64.
@@ -45,6 +48,11 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
     the whole image never exists in the working dtype; other backends return
     the working dtype.
     """
+    if type(experiment.detector).__name__ == "MultiPanelDetector":  # several panels: a PanelSimulation
+        from .panels import simulate_panels
+
+        return simulate_panels(experiment, backend=backend, device=device, dtype=dtype,
+                               memory_budget_bytes=memory_budget_bytes, progress=progress, store_dtype=store_dtype)
     arrays = input_arrays(experiment)
     ctx: Context = get_context(*arrays, backend=backend, device=device, dtype=dtype)
     setup = build_setup(experiment, ctx)
