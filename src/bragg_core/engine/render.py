@@ -70,7 +70,7 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
     plan = plan_tiles(setup, n, memory_budget_bytes or DEFAULT_MEMORY_BUDGET)
     rects = tile_rects(W, H, plan.pixels_per_tile)
     if caps.jit_tiles:  # one compiled computation, reused for every tile
-        block = _render_mapped(k, plan, (x0, y0, W, H), progress)
+        block = render_mapped(k, plan, (x0, y0, W, H), progress)
         info = RenderInfo(tiles=len(rects), workers=1, forked=False, workers_private_bytes=0)
         return _finish(setup, ctx, block, (x0, x1, y0, y1), info, zeros, prealloc)
 
@@ -140,7 +140,7 @@ def _finish(setup, ctx, block, roi, info, zeros, prealloc):
     return _pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp), zeros), info
 
 
-def _render_mapped(k: KernelInputs, plan, origin, progress):
+def render_mapped(k: KernelInputs, plan, origin, progress):
     """The (H, W) block as tiles of one shape under a loop primitive (``jax.lax.map``).
 
     Every tile is the same traced computation, so compiling (also under
@@ -211,4 +211,4 @@ def _pad_to_detector(xp, block, roi, size, zeros):
     return xp.concat(vparts, axis=0) if len(vparts) > 1 else rows
 
 
-__all__ = ["render", "render_detailed", "RenderInfo", "ImageStats", "image_stats"]
+__all__ = ["render", "render_detailed", "render_mapped", "RenderInfo", "ImageStats", "image_stats"]

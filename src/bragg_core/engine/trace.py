@@ -37,8 +37,10 @@ from .inputs import kernel_inputs
 from .kernel import render_tile
 from .miller import miller, orientation_last
 from .paths import sub_pixel_geometry, sub_pixel_positions
+from .render import render_mapped
 from .setup import Setup
 from .terms import cell_amplitude, terms_from_scattering
+from .tiling import TilePlan
 
 __all__ = ["trace_pixel"]
 
@@ -116,7 +118,12 @@ def trace_pixel(setup: Setup, slow: int, fast: int) -> dict:
     else:
         polar_pixel = g.asarray(1.0)
 
-    I_pixel = render_tile(kernel_inputs(setup), f_idx, s_idx, int(orient.shape[0]))
+    k = kernel_inputs(setup)
+    Q = int(orient.shape[0])
+    if k.caps.jit_tiles:  # the render's compiled tile loop, for this one pixel
+        I_pixel = render_mapped(k, TilePlan(pixels_per_tile=1, orientations_per_block=Q), (fast, slow, 1, 1), None)
+    else:
+        I_pixel = render_tile(k, f_idx, s_idx, Q)
     cxp = setup.ctx.xp
 
     return {
