@@ -65,6 +65,9 @@ _SPEC.update(_PANEL_SPEC)
 from .format_flags import SPEC as _FORMAT_SPEC  # noqa: E402  (-nexusfile, -cbffile, -pngfile)
 
 _SPEC.update(_FORMAT_SPEC)
+from .detector_flags import SPEC as _DETECTOR_SPEC  # noqa: E402  (-psf ... -gain, -bg_stol ... -bg_molecules)
+
+_SPEC.update(_DETECTOR_SPEC)
 ALIASES = {
     "-wave": "-lambda", "-floatimage": "-floatfile", "-intimage": "-intfile", "-noiseimage": "-noisefile",
     "-pgmimage": "-pgmfile", "-mosaic_spread": "-mosaic", "-mosaicity": "-mosaic",
@@ -207,6 +210,8 @@ class RunConfig:
     exptfile: Any = None      # -exptfile
     dials_header: bool = False  # -dials_header
     formats: Any = None       # -nexusfile/-cbffile/-pngfile writers (cli/format_flags.py), else None
+    detector_model: Any = None  # DetectorModel from -psf/-readout/... (cli/detector_flags.py), else None
+    background: Any = None    # amorphous background from -bg_stol ... (cli/detector_flags.py), else None
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:
@@ -489,10 +494,11 @@ def _build_config(opts: Options, cwd: str = ".") -> RunConfig:
         warnings=warnings,
         trace_pixels=_trace_requests(opts, fp, sp),
     )
+    from .detector_flags import apply_detector_flags
     from .format_flags import apply_format_flags
     from .panel_flags import apply_panel_flags
 
-    return apply_format_flags(apply_panel_flags(cfg, opts, cwd), opts, cwd)
+    return apply_detector_flags(apply_format_flags(apply_panel_flags(cfg, opts, cwd), opts, cwd), opts, cwd)
 
 
 # SMV header keys -> (flag, conversion); applied before the command line's own flags

@@ -128,6 +128,12 @@ def _run(cfg) -> int:
         _print_trace(setup, slow, fast)
     image = np.asarray(to_numpy(sim.image), dtype=np.float32)
     check_finite(image, exp)  # NaN or inf is an error naming the inputs, never an image
+    if cfg.background is not None:  # -bg_stol ...: the amorphous sample's scattering joins the image
+        bg = cfg.background.image(exp)
+        print(f"amorphous background: {float(np.sum(bg, dtype=np.float64)):.6g} photons, "
+              f"max {float(np.max(bg)):.6g} per pixel")
+        image = image + bg
+        del bg
     if cfg.formats is not None:  # -nexusfile, -cbffile, -pngfile (cli/format_flags.py)
         cfg.formats.add(image, exp)
     st = image_stats(image, setup)
@@ -151,7 +157,15 @@ def _run(cfg) -> int:
         header = io.pgm_header(det.fpixels, det.spixels, pscale)
         outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), [header, pixels]))
         del pixels
-    if cfg.write_noise:
+    if cfg.write_noise and cfg.detector_model is not None:  # -psf, -readout, ...: the detector model's image
+        from .detector_flags import detector_noise_image
+
+        counts, photons, overloads = detector_noise_image(image, cfg.detector_model)
+        print(f"{photons:.0f} photons on noise image ({overloads} overloads; detector model)")
+        nheader = _header(setup, exp, noise_image=True)
+        outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, counts, cfg)))
+        del counts
+    elif cfg.write_noise:
         rng = np.random.Generator(np.random.PCG64(cfg.seed))
         totals = [0.0, 0]
 

@@ -40,6 +40,11 @@ output:
   -exptfile FILE         write the DIALS experiment list of what was simulated  -dials_header  SMV header for DIALS
   -nexusfile FILE.nxs    NeXus NXmx (HDF5) of every image and panel   -nexus_compression bslz4|gzip|none
   -cbffile FILE_####.cbf full CBF (imgCIF geometry) per image  -pngfile FILE.png  preview  -png_scale asinh|log
+detector model and background (noisify's and nonBragg's terms):
+  -psf gauss|fiber  -psf_fwhm um (46)  -psf_radius px  -readout ADU  -flicker frac  -calibration frac
+  -calib_seed n  -gain ADU/photon    any of these: -noisefile holds the detector model's image (-seed, -adc)
+  -bg_stol FILE|water|air|ice|nanoice|shortwater|unity (or -bg_4stol, -bg_Q FILE)  amorphous sample added
+  -bg_thick mm  -bg_width mm  -bg_height mm (0.1)  -bg_density g/cm^3  -bg_MW g/mol  -bg_molecules N
 detectors and DIALS:
   -expt FILE             DIALS experiment list in (beam, panels, goniometer, scan, crystal); flags override
   -geom FILE             CrystFEL geometry file in (panels; several panels: -floatfile holds them in order)
