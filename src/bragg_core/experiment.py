@@ -430,7 +430,8 @@ class Crystal:
             raise ExperimentError("Crystal.structure_factors must be a StructureFactorGrid "
                                   f"(bragg_core.io.StructureFactorGrid), got {type(sf).__name__}")
         if sf is not None:
-            F = _host_view(sf.F)
+            # host amplitudes only: a grid on a device (rebuilt in every step of a refinement) is not copied back
+            F = sf.F if type(sf.F).__module__.split(".")[0] == "numpy" else None
             if F is not None and not np_isfinite_all(F):
                 raise ExperimentError("Crystal.structure_factors holds NaN or infinite amplitudes "
                                       "(the image would be NaN or infinite)")
