@@ -64,7 +64,7 @@ class Background:
 def apply_detector_flags(cfg, opts, cwd):
     """``cfg`` with ``detector_model`` (a DetectorModel or None) and ``background`` (a :class:`Background` or
     None) set from the flags; a value that cannot work is a UsageError naming the flag."""
-    from .args import UsageError
+    from .validate import UsageError
 
     cfg.detector_model = None
     cfg.background = None
