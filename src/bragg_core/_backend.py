@@ -37,6 +37,7 @@ __all__ = [
     "host_scalar",
     "host_only",
     "carries_gradient",
+    "host_values",
     "Capabilities",
     "geometry_context",
     "enable_float64",
@@ -555,6 +556,29 @@ def host_scalar(value: Any):
         if type(value).__module__.startswith("torch"):
             return None
         raise
+
+
+def host_values(x: Any):
+    """The values of an array as float64 NumPy, or None where reading them is not harmless.
+
+    For input checks.  A JAX tracer or a tensor inside a torch.func transform
+    has no values; a Dask array would be computed (never done for a check); a
+    torch tensor on the meta device has none.  Reading a tensor that
+    requires grad (detached) changes nothing in its graph.
+    """
+    if is_host_array(x):
+        arr = x
+    else:
+        if _is_array(x) and _compat().is_dask_array(x):
+            return None
+        try:
+            arr = to_numpy(x)
+        except Exception:  # a tracer, a meta tensor, a device without a host copy
+            return None
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
 
 
 def carries_gradient(value: Any) -> bool:

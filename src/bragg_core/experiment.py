@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional, Tuple
 
-from ._backend import is_scalar
+from ._backend import is_host_array, is_scalar
 from .units import DEFAULT_FLUENCE_PHOTONS_PER_M2
 
 __all__ = ["ExperimentError", "Beam", "Detector", "Crystal", "Experiment", "CONVENTIONS", "SHAPES"]
@@ -46,30 +46,11 @@ def _is_num(v):
 
 
 def _host_view(v):
-    """The values of an array as float64 NumPy, or None where reading them is not harmless.
+    """The values of an array as float64 NumPy, or None where reading them is not harmless
+    (see :func:`bragg_core._backend.host_values`)."""
+    from ._backend import host_values
 
-    A JAX tracer has no values; a Dask array would be computed; a torch
-    tensor on the meta device has none.  Reading a tensor that requires grad
-    (detached) changes nothing in its graph.
-    """
-    import numpy as np
-
-    if isinstance(v, np.ndarray):
-        arr = v
-    else:
-        mod = type(v).__module__.split(".")[0]
-        if mod == "dask":
-            return None
-        try:
-            from ._backend import to_numpy
-
-            arr = to_numpy(v)
-        except Exception:  # a tracer, a meta tensor, a device without a host copy
-            return None
-    try:
-        return np.asarray(arr, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
+    return host_values(v)
 
 
 def _check_values(obj, fld, vals, shown, *, positive=False, nonneg=False, allow_inf=False):
@@ -431,7 +412,7 @@ class Crystal:
                                   f"(bragg_core.io.StructureFactorGrid), got {type(sf).__name__}")
         if sf is not None:
             # host amplitudes only: a grid on a device (rebuilt in every step of a refinement) is not copied back
-            F = sf.F if type(sf.F).__module__.split(".")[0] == "numpy" else None
+            F = sf.F if is_host_array(sf.F) else None
             if F is not None and not np_isfinite_all(F):
                 raise ExperimentError("Crystal.structure_factors holds NaN or infinite amplitudes "
                                       "(the image would be NaN or infinite)")

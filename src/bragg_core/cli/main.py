@@ -2,8 +2,9 @@
 
 Everything that can fail on bad input (parsing, input files, the experiment
 description, the backend) fails before any output is written; outputs are
-then written atomically.  Errors print one sentence naming the problem and
-exit with status 2 (1 for a failure while simulating); no traceback.
+then replace their destinations together.  Errors print one sentence naming
+the problem and exit with status 2 (130 when interrupted; 1 only for an
+unexpected internal failure, which names itself); no traceback.
 """
 
 from __future__ import annotations
@@ -127,13 +128,13 @@ def _run(cfg) -> int:
     for slow, fast in cfg.trace_pixels:
         _print_trace(setup, slow, fast)
     image = np.asarray(to_numpy(sim.image), dtype=np.float32)
-    check_finite(image, exp)  # NaN or inf is an error naming the inputs, never an image
     if cfg.background is not None:  # -bg_stol ...: the amorphous sample's scattering joins the image
         bg = cfg.background.image(exp)
         print(f"amorphous background: {float(np.sum(bg, dtype=np.float64)):.6g} photons, "
               f"max {float(np.max(bg)):.6g} per pixel")
         image = image + bg
         del bg
+    check_finite(image, exp)  # NaN or inf is an error naming the inputs, never an image
     if cfg.formats is not None:  # -nexusfile, -cbffile, -pngfile (cli/format_flags.py)
         cfg.formats.add(image, exp)
     st = image_stats(image, setup)
