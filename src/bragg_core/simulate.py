@@ -12,6 +12,7 @@ from ._types import Array
 from .engine.render import RenderInfo, render_detailed
 from .engine.setup import Setup, build_setup, input_arrays
 from .engine.stats import ImageStats, image_stats
+from .estimate import check_run, estimate_run
 from .experiment import Experiment
 
 __all__ = ["simulate", "Simulation"]
@@ -32,7 +33,8 @@ class Simulation:
 
 def simulate(experiment: Experiment, *, backend: str | None = None, device: Any = None,
              dtype: Any = None, memory_budget_bytes: int | None = None,
-             progress: Callable[[int], None] | None = None, store_dtype: Any = None) -> Simulation:
+             progress: Callable[[int], None] | None = None, store_dtype: Any = None,
+             force: bool = False) -> Simulation:
     """Render ``experiment``.
 
     An experiment whose detector is a :class:`bragg_core.panels.MultiPanelDetector`
@@ -46,7 +48,9 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
     image that will be written as float32) asks backends that fill a
     preallocated host image to store each finished tile in that dtype, so
     the whole image never exists in the working dtype; other backends return
-    the working dtype.
+    the working dtype.  A run whose estimated memory, work or size cannot
+    fit or finish on this machine raises :class:`bragg_core.estimate.RunTooLarge`
+    before any work, unless ``force``.
     """
     if type(experiment.detector).__name__ == "MultiPanelDetector":  # several panels: a PanelSimulation
         from .panels import simulate_panels
@@ -55,6 +59,9 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
                                memory_budget_bytes=memory_budget_bytes, progress=progress, store_dtype=store_dtype)
     arrays = input_arrays(experiment)
     ctx: Context = get_context(*arrays, backend=backend, device=device, dtype=dtype)
+    # what cannot fit or finish is refused before any work (RunTooLarge names the cause; force=True lifts it)
+    check_run(estimate_run(experiment, dtype=ctx.dtype_name, memory_budget_bytes=memory_budget_bytes,
+                           pgm=False, noise=False, outputs_in_memory=False), force=force)
     setup = build_setup(experiment, ctx)
     image, info = render_detailed(setup, memory_budget_bytes, progress, store_dtype=store_dtype)
     return Simulation(image=_connect_inert(image, arrays, ctx), setup=setup, info=info)

@@ -510,3 +510,14 @@ def test_11_same_path_for_two_outputs(tmp_path, capsys):
     rc, out, err = _run(B16 + ["-floatfile", "same", "-intfile", "./same"], tmp_path, capsys)
     _one_error(rc, out, err, "-floatfile", "-intfile")
     assert os.listdir(tmp_path) == []
+
+
+def test_api_refuses_what_cannot_fit_before_any_work():
+    from bragg_core import simulate
+    from bragg_core.estimate import RunTooLarge
+    from bragg_core.experiment import Beam, Crystal, Detector, Experiment
+
+    exp = Experiment(beam=Beam(), detector=Detector(fpixels=200_000, spixels=200_000),
+                     crystal=Crystal(cell_A_deg=(100, 100, 100, 90, 90, 90), default_F=1.0))
+    with pytest.raises(RunTooLarge, match="force=True"):
+        simulate(exp)

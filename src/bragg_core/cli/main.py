@@ -112,8 +112,9 @@ def _run(cfg) -> int:
     t0 = time.perf_counter()
     try:
         # the files hold float32: backends that fill a host image store each finished tile as float32
+        # the pre-run estimate was checked while the flags were read (with -force and the outputs' disks)
         sim = simulate(exp, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype,
-                       memory_budget_bytes=cfg.memory_budget, progress=bar, store_dtype=np.float32)
+                       memory_budget_bytes=cfg.memory_budget, progress=bar, store_dtype=np.float32, force=True)
     except BackendError as exc:
         return _fail(str(exc))
     except MemoryError:
