@@ -9,10 +9,11 @@
 * ``-dials_header``: an untilted, off-centre image imported from its SMV header alone has the simulated
   beam centre (0.1 px) and pedestal (the ADC offset); the reference's header is half a pixel off.
 * A multi-panel experiment list loads in dxtbx with every panel where bragg_core put it.
-* Two panels tilted 10 degrees either way (a roof, the beam through the gap between them), rendered in one
+* Two panels tilted 10 degrees either way (a roof, the beam 2 mm inside the second), rendered in one
   run from a multi-panel experiment list with ``-nimages 20 -nexusfile roof.nxs`` (SMV holds one panel; the
   NeXus file holds both): dials.import sees both panels where they were simulated (each panel's distance
-  within 0.01 mm), and dials.find_spots and dials.index meet the same cell, indexed-fraction and RMSD limits.
+  within 0.01 mm, the beam centre on its panel within 0.1 px), and dials.find_spots and dials.index meet the
+  same cell, indexed-fraction and RMSD limits.
 
 Skipped, with the reason, where DIALS is not installed.
 """
@@ -152,7 +153,7 @@ def test_two_tilted_panels_in_one_nexus_file_index_in_dials(tmp_path):
     import math
 
     from bragg_core.io.dials_expt import read_expt, write_expt
-    from bragg_core.panels import MultiPanelDetector, Panel
+    from bragg_core.panels import MultiPanelDetector, Panel, panel_detector
 
     flags = ("-cell 79.1 79.1 38.0 90 90 90 -default_F 100 -N 8 -gauss_xtal -lambda 1 -misset 10 20 30 -phi 0 "
              "-osc 1 -phisteps 3 -fluence 1e30").split()
@@ -162,7 +163,7 @@ def test_two_tilted_panels_in_one_nexus_file_index_in_dials(tmp_path):
         t = math.radians(10.0 * sgn)  # turned about the vertical (lab y)
         R = np.array([[math.cos(t), 0, math.sin(t)], [0, 1, 0], [-math.sin(t), 0, math.cos(t)]])
         f, s = R @ np.array([0, 0, 1.0]), R @ np.array([0, -1.0, 0])
-        edge = np.array([150.0, 40.0, 1.0 * sgn])  # the inner edge, 1 mm from the beam
+        edge = np.array([150.0, 40.0, -3.0 if sgn < 0 else -2.0])  # inner edges; the beam meets panel 1
         origin = edge - (51.2 if sgn < 0 else 0.0) * f
         panels.append(Panel(fast_axis=tuple(f), slow_axis=tuple(s), origin_mm=tuple(origin), fpixels=512,
                             spixels=768, pixel_size_mm=0.1, name=f"half{k}"))
@@ -183,6 +184,10 @@ def test_two_tilted_panels_in_one_nexus_file_index_in_dials(tmp_path):
     assert len(dists) == 2
     for p, d in zip(panels, dists):
         assert abs(d - float(np.dot(p.origin_mm, p.normal))) <= 0.01
+    m = re.search(r"px:\s*panel 1,\s*\(([-\d.]+),\s*([-\d.]+)\)", show)
+    assert m, show[-2000:]
+    want = np.asarray(panel_detector(panels[1], mp.base).beam_center_mm) / 0.1  # where the beam meets panel 1
+    assert abs(float(m.group(1)) - want[0]) <= 0.1 and abs(float(m.group(2)) - want[1]) <= 0.1
     _run(["dials.find_spots", "imported.expt", "nproc=2"], tmp_path)
     log = _run(["dials.index", "imported.expt", "strong.refl"], tmp_path)
     cryst = json.load(open(tmp_path / "indexed.expt"))["crystal"][0]
