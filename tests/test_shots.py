@@ -31,7 +31,7 @@ from bragg_core.shots import (
     shot_truth,
     simulate_shots,
 )
-from bragg_core.shots_cli import read_manifest
+from bragg_core.shots.cli import read_manifest
 
 BASE = Experiment(
     beam=Beam(wavelength_A=1.0),
@@ -251,7 +251,7 @@ def test_cli_writes_resumes_and_matches_api(tmp_path):
     rows, imgs = _images(out)
     assert sorted(rows) == list(range(8))
     # the manifest row renders the same image, through the API
-    from bragg_core.shots_cli import _load_toml, build_run
+    from bragg_core.shots.cli import _load_toml, build_run
 
     run, _ = build_run(_load_toml(str(cfg)), str(tmp_path))
     for k in (0, 5):
@@ -298,7 +298,7 @@ def test_cli_killed_then_resumed_on_local_cluster(tmp_path):
     assert p.returncode == 0, p.stderr
     rows, imgs = _images(tmp_path / "out")
     assert sorted(rows) == list(range(60)) and 3 <= written < 60  # killed part-way, then completed
-    from bragg_core.shots_cli import _load_toml, build_run
+    from bragg_core.shots.cli import _load_toml, build_run
 
     run, _ = build_run(_load_toml(str(cfg)), str(tmp_path))
     for k in (0, 1, 30, 59):
@@ -338,7 +338,7 @@ def test_shot_result_hash():
 
 def test_cli_lists_failed_shots_then_retries_them(tmp_path, monkeypatch, capsys):
     from bragg_core import shots as shots_mod
-    from bragg_core import shots_cli
+    from bragg_core.shots import cli as shots_cli
 
     monkeypatch.setenv("BRAGG_SHOTS_TEST_DIR", str(tmp_path))
     real = shots_mod.simulate_shots

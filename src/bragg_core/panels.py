@@ -257,7 +257,7 @@ def simulate_panels(experiment: Experiment, detector: MultiPanelDetector | Seque
     detector is rendered unchanged, so the single-panel result is
     :func:`bragg_core.simulate`'s, bit for bit.
     """
-    from .simulate import simulate
+    from .engine.run import run_single as simulate
 
     if detector is None and isinstance(experiment.detector, MultiPanelDetector):
         detector = experiment.detector  # an Experiment holding several panels

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
-from ._backend import Context, carries_gradient, get_context, to_numpy
-from ._types import Array
-from .engine.render import RenderInfo, render_detailed
-from .engine.setup import Setup, build_setup, input_arrays
-from .engine.stats import ImageStats, image_stats
-from .estimate import check_run, estimate_run
+from .engine.run import Simulation, run_single
 from .experiment import Experiment
 
 __all__ = ["simulate", "Simulation"]
-
-
-@dataclass
-class Simulation:
-    """An image and how it was made."""
-
-    image: Array          # (slow, fast) in the working namespace, device and dtype
-    setup: Setup
-    info: RenderInfo | None = None   # tiles, workers and the memory forked workers added
-
-    @property
-    def stats(self) -> ImageStats:
-        return image_stats(np.asarray(to_numpy(self.image), dtype=np.float32), self.setup)
 
 
 def simulate(experiment: Experiment, *, backend: str | None = None, device: Any = None,
@@ -52,35 +31,10 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
     fit or finish on this machine raises :class:`bragg_core.estimate.RunTooLarge`
     before any work, unless ``force``.
     """
+    kwargs = dict(backend=backend, device=device, dtype=dtype, memory_budget_bytes=memory_budget_bytes,
+                  progress=progress, store_dtype=store_dtype, force=force)
     if type(experiment.detector).__name__ == "MultiPanelDetector":  # several panels: a PanelSimulation
         from .panels import simulate_panels
 
-        return simulate_panels(experiment, backend=backend, device=device, dtype=dtype,
-                               memory_budget_bytes=memory_budget_bytes, progress=progress, store_dtype=store_dtype)
-    arrays = input_arrays(experiment)
-    ctx: Context = get_context(*arrays, backend=backend, device=device, dtype=dtype)
-    # what cannot fit or finish is refused before any work (RunTooLarge names the cause; force=True lifts it)
-    check_run(estimate_run(experiment, dtype=ctx.dtype_name, memory_budget_bytes=memory_budget_bytes,
-                           pgm=False, noise=False, outputs_in_memory=False), force=force)
-    setup = build_setup(experiment, ctx)
-    image, info = render_detailed(setup, memory_budget_bytes, progress, store_dtype=store_dtype)
-    return Simulation(image=_connect_inert(image, arrays, ctx), setup=setup, info=info)
-
-
-def _connect_inert(image, arrays, ctx: Context):
-    """Give every differentiable input a part in the image, with weight zero.
-
-    A parameter that cannot change the image (the beam centre under the
-    DIALS or XDS conventions, ``fudge`` with the square shape) then gets a
-    gradient of zero on every framework, as JAX gives, instead of torch's
-    ``None``.  Nothing is added when no input carries gradients.
-    """
-    live = [a for a in arrays if carries_gradient(a)]
-    if not live:
-        return image
-    xp = ctx.xp
-    zero = None
-    for a in live:
-        part = xp.sum(ctx.asarray(a)) * 0.0
-        zero = part if zero is None else zero + part
-    return image + zero
+        return simulate_panels(experiment, **kwargs)
+    return run_single(experiment, **kwargs)

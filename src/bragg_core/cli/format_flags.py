@@ -33,7 +33,7 @@ def apply_format_flags(cfg, opts, cwd):
     multi-panel CBF, an unknown scale or compression, a missing directory.
     """
     from ..io.atomic import OutputError, check_destination
-    from .args import UsageError
+    from .validate import UsageError
 
     wanted = {f: opts.get(f) for f in ("-nexusfile", "-cbffile", "-pngfile") if opts.has(f)}
     for f in ("-png_scale", "-nexus_compression"):
@@ -143,14 +143,14 @@ class FormatOutputs:
         self._count += 1
 
     def close(self) -> int:
-        """Finish the NeXus file (renamed into place); 0, or 1 with a one-line message."""
+        """Finish the NeXus file (renamed into place); 0, or 2 with a one-line message."""
         if self._nexus is not None:
-            from .main import _fail
+            from .streams import fail
 
             try:
                 self._nexus.close()
             except OSError as exc:
-                return _fail(f"cannot write {exc.filename or self.names['-nexusfile']}: {exc.strerror or exc}", 1)
+                return fail(f"cannot write {exc.filename or self.names['-nexusfile']}: {exc.strerror or exc}")
             print(f"writing {self.names['-nexusfile']} ({self._count} images)")
             self._nexus = None
         return 0

@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 
-from .streams import tolerant_stdout
+from .streams import fail, tolerant_stdout
 from .usage import USAGE
 
 
@@ -41,8 +41,7 @@ class _Progress:
 
 
 def _fail(msg: str, code: int = 2) -> int:
-    print(f"bragg_core: error: {msg}", file=sys.stderr)
-    return code
+    return fail(msg, code)
 
 
 def main(argv: list[str] | None = None) -> int:

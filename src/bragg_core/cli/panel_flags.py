@@ -45,7 +45,7 @@ def _path(cwd, p):
 def expt_reciprocal(opts, cwd):
     """The crystal's reciprocal vectors from -expt (used when no -cell/-mat is given)."""
     from ..io.dials_expt import ExptFormatError, expt_reciprocal_vectors
-    from .args import UsageError
+    from .validate import UsageError
 
     try:
         return expt_reciprocal_vectors(_path(cwd, opts.get("-expt")))
@@ -63,7 +63,7 @@ def apply_panel_flags(cfg, opts, cwd):
     """
     from ..experiment import ExperimentError
     from ..panels import PanelError
-    from .args import UsageError
+    from .validate import UsageError
 
     cfg.panels = None
     cfg.nimages = opts.get("-nimages", 1) if opts.has("-nimages") else 1
@@ -110,7 +110,7 @@ def apply_panel_flags(cfg, opts, cwd):
 
 def _from_expt(exp, opts, cwd, placed_by_flags, warnings):
     from ..io.dials_expt import ExptFormatError, read_expt
-    from .args import UsageError
+    from .validate import UsageError
 
     path = _path(cwd, opts.get("-expt"))
     try:
@@ -141,7 +141,7 @@ def _from_expt(exp, opts, cwd, placed_by_flags, warnings):
 
 def _from_geom(exp, opts, cwd):
     from ..io.crystfel_geom import GeomFormatError, read_geom, read_geom_contents
-    from .args import UsageError
+    from .validate import UsageError
 
     path = _path(cwd, opts.get("-geom"))
     try:

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 
-__all__ = ["tolerant_stdout", "TolerantStream"]
+__all__ = ["tolerant_stdout", "TolerantStream", "fail"]
 
 
 class TolerantStream:
@@ -66,3 +66,9 @@ def tolerant_stdout():
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         sys.stdout = before
+
+
+def fail(msg: str, code: int = 2) -> int:
+    """Print the one-line error of a run on stderr and return its exit status."""
+    print(f"bragg_core: error: {msg}", file=sys.stderr)
+    return code

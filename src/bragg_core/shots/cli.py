@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from . import shots as S
-from .experiment import Beam, Crystal, Detector, Experiment, ExperimentError
+from .. import shots as S
+from ..experiment import Beam, Crystal, Detector, Experiment, ExperimentError
 
 PROG = "bragg_core.shots"
 MANIFEST = "manifest.jsonl"
@@ -109,8 +109,8 @@ def build_run(cfg: dict, cfg_dir: str = ".") -> tuple[S.ShotRun, dict]:
         if k != "args":
             raise ConfigError(f"[experiment] {k}: unknown key (known: args)")
     if "args" in exp_tab:
-        from .cli.args import build_config, parse_args
-        from .cli.validate import UsageError
+        from ..cli.args import build_config, parse_args
+        from ..cli.validate import UsageError
 
         args = exp_tab["args"]
         if not isinstance(args, str):
@@ -151,7 +151,7 @@ def build_run(cfg: dict, cfg_dir: str = ".") -> tuple[S.ShotRun, dict]:
         raise ConfigError(f"[run] backend: unknown backend {backend!r}")
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"[run] dtype must be float32 or float64, got {dtype!r}")
-    from ._backend import BackendError, enable_float64, get_context
+    from .._backend import BackendError, enable_float64, get_context
 
     try:
         enable_float64(backend, dtype)  # as each shot's render does
@@ -296,7 +296,7 @@ def run_config(config: str, *, workers: int = 1, dask: bool = False, scheduler: 
 
     os.makedirs(out_dir, exist_ok=True)
     if not os.path.exists(run_path):
-        from .io.atomic import atomic_write
+        from ..io.atomic import atomic_write
 
         doc = {"fingerprint": fp, "config": json.loads(json.dumps(cfg, default=str)), "shape": shape,
                "dtype": "<f4", "files": "shot_NNNNNN.f32 (slow, fast), row after row"}
@@ -336,7 +336,7 @@ def run_config(config: str, *, workers: int = 1, dask: bool = False, scheduler: 
 
 def write_results(out_dir, results, shape, failed, progress=None):
     """Write each finished shot (image atomically, then its manifest row) as it arrives."""
-    from .io.atomic import atomic_write
+    from ..io.atomic import atomic_write
 
     with open(os.path.join(out_dir, MANIFEST), "a", encoding="utf-8") as man:
         for res in results:
@@ -357,7 +357,7 @@ def write_results(out_dir, results, shape, failed, progress=None):
 
 def _compact_manifest(out_dir: str) -> None:
     """Once every shot is written: one row per shot, in index order (written atomically)."""
-    from .io.atomic import atomic_write
+    from ..io.atomic import atomic_write
 
     rows = read_manifest(out_dir)
     text = "".join(json.dumps(rows[i]) + "\n" for i in sorted(rows))

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .experiment import Experiment, ExperimentError
+from ..experiment import Experiment, ExperimentError
 
 __all__ = [
     "Uniform", "LogUniform", "Normal", "Integers", "Choice",
@@ -441,15 +441,15 @@ def image_sha256(image) -> str:
 def render_truth(base: Experiment, truth: ShotTruth, *, backend: str = "numpy", device: Any = None,
                  dtype: Any = "float64") -> np.ndarray:
     """Render a shot from the base experiment and its ground truth: a NumPy float32 image."""
-    from ._backend import enable_float64, to_numpy
-    from .simulate import simulate
+    from .._backend import enable_float64, to_numpy
+    from ..simulate import simulate
 
     enable_float64(backend, dtype)
     sim = simulate(truth_experiment(base, truth), backend=backend, device=device, dtype=dtype,
                    store_dtype=np.float32)
     image = np.asarray(to_numpy(sim.image), dtype=np.float32)
     if truth.noise_seed is not None:
-        from .noise import poisson_deviates
+        from ..noise import poisson_deviates
 
         rng = np.random.Generator(np.random.PCG64(int(truth.noise_seed)))
         image = poisson_deviates(image.astype(np.float64), rng).astype(np.float32).reshape(image.shape)
@@ -612,12 +612,3 @@ def _on_dask(run, idx, client, render, options, retries, max_in_flight):
         fut.release()
         if todo:
             stream.add(submit())
-
-
-
-if __name__ == "__main__":  # python -m bragg_core.shots CONFIG.toml
-    import sys
-
-    from bragg_core.shots_cli import main
-
-    sys.exit(main())
