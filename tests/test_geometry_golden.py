@@ -265,7 +265,7 @@ def check_detector(cmp: Comparison, lines, header, cfg, setup):
         for v in tc.get(f"{k}_after_twotheta", []):
             cmp(f"TRACE_C:{k}_after_twotheta", getattr(dg, k), _nums(v), "15g", 1.0)
     tt_axis = det.twotheta_axis if (dg.convention == "custom" and det.twotheta_axis is not None) \
-        else detector_mod._CONVENTION_VECTORS[dg.convention]["twotheta"]
+        else detector_mod.CONVENTION_VECTORS[dg.convention]["twotheta"]
     for v in tc.get("twotheta_axis", []):
         cmp("TRACE_C:twotheta_axis", tt_axis, _nums(v), "15g", 1.0)
     eye = g.asarray(np.eye(3))

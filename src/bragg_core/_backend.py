@@ -32,6 +32,7 @@ __all__ = [
     "to_numpy",
     "is_scalar",
     "is_host_array",
+    "device_of",
     "is_lazy",
     "backend_name",
     "host_scalar",
@@ -63,6 +64,11 @@ def is_scalar(x: Any) -> bool:
     if isinstance(x, np.generic):
         return True
     return False
+
+
+def device_of(x: Any):
+    """The device of an array of any backend (``array_api_compat.device``; None for a JAX tracer)."""
+    return _compat().device(x)
 
 
 def is_host_array(x: Any) -> bool:

@@ -129,7 +129,7 @@ class MultiPanelDetector:
         return [panel_detector(p, self.base) for p in self.panels]
 
 
-def _shared_vectors(base: Detector):
+def shared_vectors(base: Detector):
     """Final beam, polarization and spindle directions of ``base`` (host float64)."""
     from ._backend import get_context, to_numpy
     from .geometry.detector import detector_geometry
@@ -145,7 +145,7 @@ def panel_detector(panel: Panel, base: Detector = Detector()) -> Detector:
     Raises :class:`PanelError` for a panel parallel to the beam or whose
     fast x slow normal points towards the sample (its solid angle would be negative).
     """
-    beam, polar, spindle = _shared_vectors(base)
+    beam, polar, spindle = shared_vectors(base)
     f = _vec(panel.fast_axis, "fast_axis")
     s = _vec(panel.slow_axis, "slow_axis")
     f, s = f / np.linalg.norm(f), s / np.linalg.norm(s)

@@ -324,10 +324,10 @@ def _build_config(opts: Options, cwd: str = ".") -> RunConfig:
     # sources from a file: default positions along the convention's beam vector
     src_pos = src_lam = None
     if opts.has("-sourcefile"):
-        from ..geometry.detector import _CONVENTION_VECTORS
+        from ..geometry.detector import CONVENTION_VECTORS
 
         bvec = v("-beam_vector") if convention == "custom" and opts.has("-beam_vector") else \
-            _CONVENTION_VECTORS[convention]["beam"]
+            CONVENTION_VECTORS[convention]["beam"]
         s = _read("-sourcefile", read_sourcefile, _path(cwd, v("-sourcefile")), beam_vector=tuple(bvec),
                   wavelength=units.angstrom_to_m(lam))
         src_pos, src_lam = s.positions, units.m_to_angstrom(s.wavelengths)

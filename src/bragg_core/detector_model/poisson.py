@@ -158,6 +158,6 @@ def _narrow(xp, mask, keep):
 
 
 def _dev(x):
-    from .._backend import _compat
+    from .._backend import device_of
 
-    return _compat().device(x)
+    return device_of(x)

@@ -89,9 +89,9 @@ def auto_radius(kind: str, fwhm_px: float, max_photons: float, shape) -> int:
 
 
 def _dev(x):
-    from .._backend import _compat
+    from .._backend import device_of
 
-    return _compat().device(x)
+    return device_of(x)
 
 
 def _convolve(xp, img, kernel, radius: int):

@@ -25,7 +25,7 @@ from ..experiment import Detector
 from .vectors import cross, dot, rotate_axis, rotate_xyz, unit
 
 # basis vectors, beam, polarization, spindle and two-theta axis per convention
-_CONVENTION_VECTORS = {
+CONVENTION_VECTORS = {
     "mosflm": dict(fdet=(0, 0, 1), sdet=(0, -1, 0), odet=(1, 0, 0), beam=(1, 0, 0),
                    polar=(0, 0, 1), spindle=(0, 0, 1), twotheta=(0, 0, -1)),
     "denzo": dict(fdet=(0, 0, 1), sdet=(0, -1, 0), odet=(1, 0, 0), beam=(1, 0, 0),
@@ -104,7 +104,7 @@ def detector_geometry(det: Detector, g) -> DetectorGeometry:
     Xbeam = units.mm_to_m(A(xb)) if xb is not None else None
     Ybeam = units.mm_to_m(A(yb)) if yb is not None else None
 
-    vecs = dict(_CONVENTION_VECTORS[conv])
+    vecs = dict(CONVENTION_VECTORS[conv])
     if conv == "custom":
         for key, name in (("fdet", "fdet_vector"), ("sdet", "sdet_vector"), ("odet", "odet_vector"),
                           ("beam", "beam_vector"), ("polar", "polar_vector"),

@@ -67,6 +67,6 @@ def rotation_matrix_axis(xp, axis, angle):
 
 
 def _dev(x):
-    from .._backend import _compat
+    from .._backend import device_of
 
-    return _compat().device(x)
+    return device_of(x)

@@ -129,7 +129,7 @@ def geometry_from_experiment(experiment, detector=None, *, n_images: int = 1, ro
     default when the crystal has a non-zero ``osc_deg``), at ``phi_start``
     for stills.
     """
-    from ..panels import MultiPanelDetector, Panel, _shared_vectors, panel_from_detector
+    from ..panels import MultiPanelDetector, Panel, panel_from_detector, shared_vectors
 
     if detector is None:
         detector = MultiPanelDetector(panels=(panel_from_detector(experiment.detector),), base=experiment.detector)
@@ -137,7 +137,7 @@ def geometry_from_experiment(experiment, detector=None, *, n_images: int = 1, ro
         detector = MultiPanelDetector(panels=(detector,), base=experiment.detector)
     elif not isinstance(detector, MultiPanelDetector):
         detector = MultiPanelDetector(panels=tuple(detector), base=experiment.detector)
-    beam, polar, spindle = _shared_vectors(detector.base)
+    beam, polar, spindle = shared_vectors(detector.base)
     cr = experiment.crystal
     osc = cr.osc_deg
     if rotation is None:

@@ -126,9 +126,9 @@ def _layout(grey: list, layout: str, gap: int, detector, fill: int) -> np.ndarra
 
 
 def _projected(grey: list, detector, fill: int) -> np.ndarray:
-    from ..panels import _shared_vectors
+    from ..panels import shared_vectors
 
-    beam = np.asarray(_shared_vectors(detector.base)[0], dtype=np.float64)
+    beam = np.asarray(shared_vectors(detector.base)[0], dtype=np.float64)
     beam = beam / np.linalg.norm(beam)
     panels = detector.panels
     # picture axes: the first panel's fast and slow directions, made perpendicular to the beam

@@ -63,9 +63,9 @@ def _searchsorted_right(xp, table, x):
 
 
 def _device(x):
-    from .._backend import _compat
+    from .._backend import device_of
 
-    return _compat().device(x)
+    return device_of(x)
 
 
 def interpolation_coefficients(table: StolTable) -> np.ndarray:

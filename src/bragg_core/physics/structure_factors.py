@@ -108,6 +108,6 @@ def tricubic(xp, grid, hkl):
 
 
 def _device(x):
-    from .._backend import _compat
+    from .._backend import device_of
 
-    return _compat().device(x)
+    return device_of(x)
