@@ -25,6 +25,7 @@ import pytest
 from bragg_core import simulate
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.experiment import Experiment
+from bragg_core.io import write_panels_floatfile
 from bragg_core.panels import (
     MultiPanelDetector,
     Panel,
@@ -32,7 +33,6 @@ from bragg_core.panels import (
     panel_detector,
     panel_from_detector,
     simulate_panels,
-    write_panels_floatfile,
 )
 
 sys.path.insert(0, os.path.dirname(__file__))

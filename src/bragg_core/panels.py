@@ -35,7 +35,7 @@ import numpy as np
 from .experiment import Detector, Experiment, ExperimentError
 
 __all__ = ["Panel", "MultiPanelDetector", "PanelError", "panel_detector", "panel_from_detector",
-           "simulate_panels", "PanelSimulation", "panel_stats", "write_panels_floatfile"]
+           "simulate_panels", "PanelSimulation", "panel_stats"]
 
 
 class PanelError(ExperimentError):
@@ -337,11 +337,3 @@ def _counted(shape, setup) -> tuple[int, int]:
     from ._backend import to_numpy
 
     return int(np.count_nonzero(np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1])), nr
-
-
-def write_panels_floatfile(path: str, images) -> None:
-    """Every panel's float32 image, one after another (each as a single-panel float file), atomically."""
-    from ._backend import to_numpy
-    from .io import atomic_write
-
-    atomic_write(path, [np.ascontiguousarray(np.asarray(to_numpy(im), dtype="<f4")) for im in images])

@@ -11,36 +11,13 @@ small setup (geometry, orientations) before rendering.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Iterator
 
 from .experiment import Experiment, ExperimentError
+from .io.names import dials_template, image_name
 
 __all__ = ["image_name", "series_experiments", "check_series_names", "dials_template", "simulate_series"]
-
-_RUN = re.compile(r"#+")
-
-
-def image_name(template: str, number: int) -> str:
-    """``template`` with every run of ``#`` replaced by ``number`` (1-based) zero-padded to the run's length.
-
-    A number with more digits than a run has is written in full.
-    """
-    if number < 0:
-        raise ValueError(f"image number must not be negative, got {number}")
-    return _RUN.sub(lambda m: f"{number:0{len(m.group(0))}d}", template)
-
-
-def dials_template(template: str) -> str:
-    """The name as a DIALS template: the last run of ``#`` stays, earlier ones become image 1's digits."""
-    runs = list(_RUN.finditer(template))
-    if not runs:
-        return template
-    last = runs[-1]
-    head = image_name(template[:last.start()], 1)
-    return head + template[last.start():]
-
 
 def check_series_names(names: dict, n_images: int) -> None:
     """Every output name must tell the images apart when more than one image is written.
@@ -51,7 +28,7 @@ def check_series_names(names: dict, n_images: int) -> None:
     if n_images <= 1:
         return
     for flag, name in names.items():
-        if not _RUN.search(name):
+        if "#" not in name:
             raise ValueError(f"{flag} {name!r}: with -nimages {n_images} the name needs a run of '#' "
                              "for the image number (e.g. img_####.img)")
 

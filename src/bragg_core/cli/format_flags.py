@@ -72,7 +72,7 @@ def apply_format_flags(cfg, opts, cwd):
         if f in wanted and cfg.nimages > 1 and "#" not in wanted[f]:
             raise UsageError(f"{f} {wanted[f]!r}: with -nimages {cfg.nimages} the name needs a run of '#' for "
                              "the image number (e.g. img_####.cbf)")
-    from ..series import image_name
+    from ..io.names import image_name
 
     for f, name in wanted.items():
         try:
@@ -124,7 +124,7 @@ class FormatOutputs:
             from ..io._imageset import geometry_from_experiment
             from ..io.atomic import atomic_write
             from ..io.cbf import cbf_bytes
-            from ..series import image_name
+            from ..io.names import image_name
 
             g = geometry_from_experiment(exp, self.panels, n_images=self.n_images)
             name = image_name(self.names["-cbffile"], number)
@@ -132,8 +132,8 @@ class FormatOutputs:
                                          name=os.path.splitext(os.path.basename(name))[0]))
             print(f"writing {name}")
         if "-pngfile" in self.names:
+            from ..io.names import image_name
             from ..io.png import write_png
-            from ..series import image_name
 
             name = image_name(self.names["-pngfile"], number)
             layout = "projected" if self.n_panels > 1 else "row"

@@ -158,7 +158,7 @@ def _from_geom(exp, opts, cwd):
 
 
 def _numbered(outputs: dict, number: int) -> dict:
-    from ..series import image_name
+    from ..io.names import image_name
 
     return {k: (image_name(v, number) if k != "-run_report" else v) for k, v in outputs.items()}
 
@@ -228,7 +228,7 @@ def _run_panels(cfg, run_one) -> int:
 
 def _write_exptfile(cfg) -> int:
     from ..io.dials_expt import write_expt
-    from ..series import dials_template, image_name
+    from ..io.names import dials_template, image_name
 
     source = "-noisefile" if cfg.write_noise else "-intfile"
     name = cfg.outputs.get(source, _OUTPUT_DEFAULTS[source])

@@ -6,7 +6,7 @@ Readers raise a format-specific :class:`ValueError` subclass naming the file
 
 from .atomic import atomic_open, atomic_write
 from .fdump import FdumpFormatError, fdump_bytes, parse_fdump, read_fdump, write_fdump
-from .floatfile import FloatFileFormatError, read_floatfile, write_floatfile
+from .floatfile import FloatFileFormatError, read_floatfile, write_floatfile, write_panels_floatfile
 from .grid import StructureFactorGrid
 from .hkl import HKLFormatError, NonIntegerIndexWarning, parse_hkl, read_hkl
 from .matfile import (
@@ -42,5 +42,5 @@ __all__ = [
     "parse_smv", "parse_smv_header", "read_smv", "smv_header", "write_smv",
     "ImageStatistics", "image_statistics", "pgm_auto_scale", "pgm_bytes", "pgm_header", "pgm_pixels",
     "write_pgm",
-    "FloatFileFormatError", "read_floatfile", "write_floatfile",
+    "FloatFileFormatError", "read_floatfile", "write_floatfile", "write_panels_floatfile",
 ]

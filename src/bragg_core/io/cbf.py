@@ -340,7 +340,7 @@ def write_cbf_series(template: str, images, experiment, detector=None, *, n_imag
     Image ``i`` (0-based) is named with number ``first + i`` and starts at
     ``phi_start + i * osc``.  Returns the names written.
     """
-    from ..series import image_name
+    from .names import image_name
 
     names = []
     images = list(images) if n_images is None else images

@@ -12,7 +12,7 @@ import numpy as np
 
 from .atomic import atomic_write
 
-__all__ = ["FloatFileFormatError", "write_floatfile", "read_floatfile"]
+__all__ = ["FloatFileFormatError", "write_floatfile", "read_floatfile", "write_panels_floatfile"]
 
 
 class FloatFileFormatError(ValueError):
@@ -41,3 +41,10 @@ def read_floatfile(path: str | os.PathLike, shape: tuple[int, int] | None = None
             )
         image = image.reshape(shape)
     return image
+
+
+def write_panels_floatfile(path: str, images) -> None:
+    """Every panel's float32 image, one after another (each as a single-panel float file), atomically."""
+    from .._backend import to_numpy
+
+    atomic_write(path, [np.ascontiguousarray(np.asarray(to_numpy(im), dtype="<f4")) for im in images])
