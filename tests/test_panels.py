@@ -32,8 +32,8 @@ from bragg_core.panels import (
     PanelError,
     panel_detector,
     panel_from_detector,
-    simulate_panels,
 )
+from bragg_core.simulate import simulate_panels
 
 sys.path.insert(0, os.path.dirname(__file__))
 from panel_layouts import COMMON, LAYOUTS, panel_flags  # noqa: E402

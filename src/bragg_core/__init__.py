@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 # The function ``simulate`` shares its name with its module; binding it here,
 # after the submodule is imported, keeps ``bragg_core.simulate`` the function.
-from .simulate import Simulation, simulate  # noqa: E402
+from .simulate import PanelSimulation, Simulation, simulate, simulate_panels  # noqa: E402
 
 _LAZY = {
     "simulate_args": "bragg_core.cli.api",
@@ -38,7 +38,7 @@ _LAZY = {
 }
 
 
-__all__ = ["Simulation", "simulate", *_LAZY]
+__all__ = ["PanelSimulation", "Simulation", "simulate", "simulate_panels", *_LAZY]
 
 
 def __getattr__(name):

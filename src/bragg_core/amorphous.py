@@ -169,7 +169,7 @@ def amorphous_background_panels(experiment: Experiment, detector, material: Any 
 
     ``detector``: a :class:`~bragg_core.panels.MultiPanelDetector` or a sequence of
     :class:`~bragg_core.panels.Panel` (sharing ``experiment.detector``'s beam and sampling
-    options, as in :func:`bragg_core.panels.simulate_panels`); keyword arguments as
+    options, as in :func:`bragg_core.simulate_panels`); keyword arguments as
     :func:`amorphous_background`.  For the noise of panel k, place its pixels with
     ``detector_pixel_index(..., offset=<pixels of panels 0..k-1>)``.
     """

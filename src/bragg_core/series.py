@@ -49,7 +49,7 @@ def series_experiments(experiment: Experiment, n_images: int) -> Iterator[Experi
 
 
 def simulate_series(experiment: Experiment, n_images: int, detector=None, **kwargs):
-    """Yield each image's simulation in order (:func:`bragg_core.panels.simulate_panels` with ``detector``
+    """Yield each image's simulation in order (:func:`bragg_core.simulate_panels` with ``detector``
     for several panels, else :func:`bragg_core.simulate`)."""
     from .simulate import simulate
 
@@ -57,6 +57,6 @@ def simulate_series(experiment: Experiment, n_images: int, detector=None, **kwar
         if detector is None:
             yield simulate(exp, **kwargs)
         else:
-            from .panels import simulate_panels
+            from .simulate import simulate_panels
 
             yield simulate_panels(exp, detector, **kwargs)

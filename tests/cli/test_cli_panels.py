@@ -12,7 +12,7 @@ import pytest
 
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.io import parse_smv_header
-from bragg_core.panels import simulate_panels
+from bragg_core.simulate import simulate_panels
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GEOM = os.path.join(HERE, "data", "geom", "jungfrau_like.geom")

@@ -11,7 +11,7 @@ from bragg_core import simulate
 from bragg_core.cli.args import build_config, parse_args
 from bragg_core.io.crystfel_geom import GeomFormatError, crystfel_to_lab, parse_geom, read_geom, read_geom_contents
 from bragg_core.io.dials_expt import lab_to_dials
-from bragg_core.panels import simulate_panels
+from bragg_core.simulate import simulate_panels
 
 GEOM = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "geom", "jungfrau_like.geom")
 

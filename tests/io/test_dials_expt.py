@@ -29,7 +29,8 @@ from bragg_core.io.dials_expt import (
     read_expt,
     write_expt,
 )
-from bragg_core.panels import MultiPanelDetector, Panel, panel_detector, simulate_panels
+from bragg_core.panels import MultiPanelDetector, Panel, panel_detector
+from bragg_core.simulate import simulate_panels
 
 HERE = os.path.dirname(os.path.dirname(__file__))
 DATA = os.path.join(HERE, "data", "dials")

@@ -1,7 +1,7 @@
 """One experiment, one detector panel: context, pre-run estimate, setup, render.
 
 :func:`run_single` is what :func:`bragg_core.simulate` does for a detector of
-one panel, and what :func:`bragg_core.panels.simulate_panels` does for each
+one panel, and what :func:`bragg_core.simulate_panels` does for each
 panel; it sits below both, so neither imports the other.
 """
 
