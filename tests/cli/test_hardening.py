@@ -521,3 +521,30 @@ def test_api_refuses_what_cannot_fit_before_any_work():
                      crystal=Crystal(cell_A_deg=(100, 100, 100, 90, 90, 90), default_F=1.0))
     with pytest.raises(RunTooLarge, match="force=True"):
         simulate(exp)
+
+
+def test_a_series_replaces_its_files_as_a_set(tmp_path, monkeypatch):
+    """-nimages: an image that fails after two were rendered leaves every destination as it was."""
+    import importlib
+
+    from bragg_core.cli.args import build_config, parse_args
+    from bragg_core.cli.panel_flags import run_all
+
+    main_mod = importlib.import_module("bragg_core.cli.main")  # the module (the package exports the function)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f_01.bin").write_bytes(b"PRE")
+    argv = B + "-detpixels 16 -osc 1 -nimages 3 -floatfile f_##.bin -intfile i_##.img -nonoise -nopgm".split()
+    cfg = build_config(parse_args(argv), str(tmp_path))
+    calls = []
+
+    def third_fails(c):
+        calls.append(c.outputs["-floatfile"])
+        return 2 if len(calls) == 3 else main_mod._run(c)
+
+    assert run_all(cfg, third_fails) == 2
+    assert calls == ["f_01.bin", "f_02.bin", "f_03.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f_01.bin"]   # no image written, no temporary left
+    assert (tmp_path / "f_01.bin").read_bytes() == b"PRE"
+    assert run_all(cfg, main_mod._run) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f_01.bin", "f_02.bin", "f_03.bin",
+                                                          "i_01.img", "i_02.img", "i_03.img"]

@@ -212,6 +212,7 @@ class RunConfig:
     formats: Any = None       # -nexusfile/-cbffile/-pngfile writers (cli/format_flags.py), else None
     detector_model: Any = None  # DetectorModel from -psf/-readout/... (cli/detector_flags.py), else None
     background: Any = None    # amorphous background from -bg_stol ... (cli/detector_flags.py), else None
+    output_set: Any = None    # an io.atomic.OutputSet shared by every image of a series, committed at its end
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:

@@ -174,16 +174,24 @@ def run_all(cfg, run_one) -> int:
 
     if cfg.panels is None and cfg.nimages == 1 and not cfg.exptfile:
         return run_one(cfg)
+    from ..io.atomic import OutputSet
+
     exps = list(series_experiments(cfg.experiment, cfg.nimages))
-    for i, exp in enumerate(exps):
-        ci = replace(cfg, experiment=exp, outputs=_numbered(cfg.outputs, i + 1), seed=cfg.seed + i,
-                     warnings=cfg.warnings if i == 0 else [],
-                     fdump_written_from=cfg.fdump_written_from if i == 0 else None)
-        if cfg.nimages > 1:
-            print(f"image {i + 1} of {cfg.nimages}: phi {float(exp.crystal.phi_start_deg):g} deg")
-        rc = _run_panels(ci, run_one) if cfg.panels is not None and len(cfg.panels.panels) > 1 else run_one(ci)
-        if rc:
-            return rc
+    several_panels = cfg.panels is not None and len(cfg.panels.panels) > 1
+    # a series of one panel replaces its files as a set: every image's outputs are written to temporaries
+    # as it finishes and renamed together at the end (several panels: each image's set on its own)
+    with OutputSet() as out:
+        shared = out if cfg.nimages > 1 and not several_panels else None
+        for i, exp in enumerate(exps):
+            ci = replace(cfg, experiment=exp, outputs=_numbered(cfg.outputs, i + 1), seed=cfg.seed + i,
+                         warnings=cfg.warnings if i == 0 else [],
+                         fdump_written_from=cfg.fdump_written_from if i == 0 else None, output_set=shared)
+            if cfg.nimages > 1:
+                print(f"image {i + 1} of {cfg.nimages}: phi {float(exp.crystal.phi_start_deg):g} deg")
+            rc = _run_panels(ci, run_one) if several_panels else run_one(ci)
+            if rc:
+                return rc  # leaving the block discards the set: no file of the series was changed
+        out.commit()
     if cfg.exptfile:
         return _write_exptfile(cfg)
     return 0
