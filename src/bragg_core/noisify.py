@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .nonbragg import UsageError, parse_flags, smv_bytes
+from .nonbragg import UsageError, command_main, parse_flags, smv_bytes
 
 USAGE = """\
 usage: python -m bragg_core.noisify -floatfile floatimage.bin [options]
@@ -106,15 +106,7 @@ def build_model(argv):
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "-help"):
-        sys.stdout.write(USAGE)
-        return 0
-    try:
-        return _run(argv)
-    except UsageError as exc:
-        sys.stderr.write(f"noisify: error: {exc}\n")
-        return 2
+    return command_main(argv, USAGE, "noisify", _run)
 
 
 def _run(argv) -> int:

@@ -220,16 +220,21 @@ def build_request(argv):
     return exp, kw, o
 
 
-def main(argv=None) -> int:
+def command_main(argv, usage: str, prog: str, run) -> int:
+    """The companion commands' entry: usage on ``-h`` or no arguments, one-line errors with status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "-help"):
-        sys.stdout.write(USAGE)
+        sys.stdout.write(usage)
         return 0
     try:
-        return _run(argv)
+        return run(argv)
     except UsageError as exc:
-        sys.stderr.write(f"nonbragg: error: {exc}\n")
+        sys.stderr.write(f"{prog}: error: {exc}\n")
         return 2
+
+
+def main(argv=None) -> int:
+    return command_main(argv, USAGE, "nonbragg", _run)
 
 
 def _run(argv) -> int:
