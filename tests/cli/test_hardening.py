@@ -548,3 +548,35 @@ def test_a_series_replaces_its_files_as_a_set(tmp_path, monkeypatch):
     assert run_all(cfg, main_mod._run) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f_01.bin", "f_02.bin", "f_03.bin",
                                                           "i_01.img", "i_02.img", "i_03.img"]
+
+
+def test_a_detector_of_several_panels_replaces_its_files_as_a_set(tmp_path, monkeypatch):
+    """-geom with several panels: a panel that fails after the first leaves every destination as it was."""
+    import importlib
+    import os
+
+    from bragg_core.cli.args import build_config, parse_args
+    from bragg_core.cli.panel_flags import run_all
+
+    main_mod = importlib.import_module("bragg_core.cli.main")
+    geom = os.path.join(os.path.dirname(__file__), "..", "data", "geom", "jungfrau_like.geom")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jf.bin").write_bytes(b"PRE")
+    argv = ["-geom", geom, "-cell", "79.1", "79.1", "38", "90", "90", "90", "-default_F", "100", "-N", "5",
+            "-lambda", "1", "-distance", "100", "-floatfile", "jf.bin", "-nonoise", "-nopgm", "-noprogress",
+            "-roi", "0", "3", "0", "3"]
+    cfg = build_config(parse_args(argv), str(tmp_path))
+    assert cfg.panels is not None and len(cfg.panels.panels) > 2
+    calls = []
+
+    def second_fails(c):
+        calls.append(1)
+        return 2 if len(calls) == 2 else main_mod._run(c)
+
+    assert run_all(cfg, second_fails) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jf.bin"]
+    assert (tmp_path / "jf.bin").read_bytes() == b"PRE"
+    assert run_all(cfg, main_mod._run) == 0
+    n = len(cfg.panels.panels)
+    assert (tmp_path / "jf.bin").stat().st_size == sum(4 * p.fpixels * p.spixels for p in cfg.panels.panels)
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("intimage_p")]) == n

@@ -213,6 +213,7 @@ class RunConfig:
     detector_model: Any = None  # DetectorModel from -psf/-readout/... (cli/detector_flags.py), else None
     background: Any = None    # amorphous background from -bg_stol ... (cli/detector_flags.py), else None
     output_set: Any = None    # an io.atomic.OutputSet shared by every image of a series, committed at its end
+    float_parts: Any = None   # a list that takes the float image instead of -floatfile (panels joined in one file)
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:

@@ -145,7 +145,12 @@ def _run(cfg) -> int:
 
     # assemble every output in memory (in bands of rows, to bound temporaries),
     # then write them all atomically
-    outputs = [(cfg.outputs.get("-floatfile", "floatimage.bin"), np.ascontiguousarray(image, dtype="<f4"))]
+    floats = np.ascontiguousarray(image, dtype="<f4")
+    if cfg.float_parts is not None:  # one panel of several: its float image joins the run's one float file
+        cfg.float_parts.append(floats)
+        outputs = []
+    else:
+        outputs = [(cfg.outputs.get("-floatfile", "floatimage.bin"), floats)]
     scale = io.int_image_scale(st.max_I, cfg.scale)
     print(f"intfile_scale = {scale:g}")
     ints = _banded(image, setup, np.uint16, lambda band, roi: io.int_image(band, scale, cfg.adc, roi))

@@ -178,10 +178,10 @@ def run_all(cfg, run_one) -> int:
 
     exps = list(series_experiments(cfg.experiment, cfg.nimages))
     several_panels = cfg.panels is not None and len(cfg.panels.panels) > 1
-    # a series of one panel replaces its files as a set: every image's outputs are written to temporaries
-    # as it finishes and renamed together at the end (several panels: each image's set on its own)
+    # a series, or a detector of several panels, replaces its files as one set: every image's (and panel's)
+    # outputs are written to temporaries as they are finished and renamed together at the end
     with OutputSet() as out:
-        shared = out if cfg.nimages > 1 and not several_panels else None
+        shared = out if cfg.nimages > 1 or several_panels else None
         for i, exp in enumerate(exps):
             ci = replace(cfg, experiment=exp, outputs=_numbered(cfg.outputs, i + 1), seed=cfg.seed + i,
                          warnings=cfg.warnings if i == 0 else [],
@@ -201,9 +201,8 @@ def _run_panels(cfg, run_one) -> int:
     """Each panel through ``run_one``; the float images joined into one file, panel after panel."""
     import numpy as np
 
-    from ..io import atomic_write
-
     float_name = cfg.outputs.get("-floatfile", "floatimage.bin")
+    data = []  # each panel's float32 image, joined into one file at the end
     parts = []
     for k, det in enumerate(cfg.panels.detectors()):
         outputs = {f: _panel_name(n, k) for f, n in cfg.outputs.items() if f != "-run_report"}
@@ -211,16 +210,12 @@ def _run_panels(cfg, run_one) -> int:
             outputs.setdefault(f, _panel_name(default, k))
         print(f"panel {k} ({cfg.panels.panels[k].name or k}):")
         ck = replace(cfg, experiment=replace(cfg.experiment, detector=det), outputs=outputs,
-                     seed=cfg.seed + 7919 * k, warnings=cfg.warnings if k == 0 else [])
+                     seed=cfg.seed + 7919 * k, warnings=cfg.warnings if k == 0 else [], float_parts=data)
         rc = run_one(ck)
         if rc:
             return rc
-        parts.append(outputs["-floatfile"])
-    data = []
-    for p in parts:
-        data.append(np.fromfile(p, dtype="<f4"))
-        os.remove(p)  # a part of the joined float file
-    atomic_write(float_name, data)
+        parts.append(k)
+    cfg.output_set.add(float_name, data)  # with every other output of the run, as one set
     # statistics over every panel (sums in double of the float32 values, as for one panel)
     n = sum(d.size for d in data)
     peak = [float(d.max()) if d.size else 0.0 for d in data]
