@@ -46,9 +46,10 @@ def private_bytes(pid: int | str = "self") -> int:
     return total
 
 
-def fork_available() -> bool:
-    """Whether worker processes may be forked from this process now."""
-    if os.environ.get("BRAGG_CORE_FORK", "1") == "0":
+def fork_available(ignore_env: bool = False) -> bool:
+    """Whether worker processes may be forked from this process now (``BRAGG_CORE_FORK=0`` says no, unless
+    ``ignore_env``: the variable is about the tile workers)."""
+    if not ignore_env and os.environ.get("BRAGG_CORE_FORK", "1") == "0":
         return False
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
         return False

@@ -539,7 +539,11 @@ def _on_pool(run, idx, workers, render, options, retries, max_in_flight):
 
     window = max_in_flight or 2 * workers
     # fork where the platform has it (as the engine's tile workers do): no re-import, no __main__ guard
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    from ..engine.parallel import fork_available
+
+    # fork where it is safe (no other thread, no JAX runtime in this process); a fresh interpreter otherwise
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() and fork_available(ignore_env=True) \
+        else "spawn"
     ctx = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(run, render, options, 1)) as pool:
