@@ -75,3 +75,36 @@ def test_dials_header_puts_the_beam_where_it_meets_the_detector(flags):
     for k in set(ref) | set(ours):
         if k not in ("BEAM_CENTER_X", "BEAM_CENTER_Y", "ADC_OFFSET"):
             assert ours[k] == ref[k], k
+
+
+def test_a_series_builds_its_setup_once_and_only_reuses_a_setup_of_the_same_series(monkeypatch):
+    import importlib
+
+    run = importlib.import_module("bragg_core.engine.run")
+    built = []
+    real = run.build_setup
+    monkeypatch.setattr(run, "build_setup", lambda *a, **k: built.append(1) or real(*a, **k))
+    exp = _exp()
+    sims = list(simulate_series(exp, 3, backend="numpy"))
+    assert len(built) == 1                                    # images 2 and 3 re-formed the orientations only
+    assert sims[2].setup.cell is sims[0].setup.cell and sims[2].setup.detector is sims[0].setup.detector
+    other = exp.replace(crystal__N_cells=(4.0, 4.0, 4.0), crystal__phi_start_deg=2.5)
+    again = simulate(other, backend="numpy", reuse=sims[0].setup)  # not the same series: built afresh
+    assert len(built) == 2
+    alone = simulate(other, backend="numpy")
+    assert np.array_equal(np.asarray(again.image), np.asarray(alone.image))
+
+
+def test_the_command_line_series_builds_its_setup_once(tmp_path, monkeypatch):
+    import importlib
+
+    from bragg_core.cli import main
+
+    run = importlib.import_module("bragg_core.engine.run")
+    built = []
+    real = run.build_setup
+    monkeypatch.setattr(run, "build_setup", lambda *a, **k: built.append(1) or real(*a, **k))
+    monkeypatch.chdir(tmp_path)
+    assert main(FLAGS + ["-nimages", "3", "-floatfile", "f_#.bin", "-nonoise", "-nopgm", "-noprogress"]) == 0
+    assert len(built) == 1
+    assert sorted(p.name for p in tmp_path.glob("f_*.bin")) == ["f_1.bin", "f_2.bin", "f_3.bin"]

@@ -53,9 +53,12 @@ def simulate_series(experiment: Experiment, n_images: int, detector=None, **kwar
     for several panels, else :func:`bragg_core.simulate`)."""
     from .simulate import simulate
 
+    setup = None
     for exp in series_experiments(experiment, n_images):
         if detector is None:
-            yield simulate(exp, **kwargs)
+            sim = simulate(exp, reuse=setup, **kwargs)  # only the orientations change between images
+            setup = sim.setup
+            yield sim
         else:
             from .simulate import simulate_panels
 

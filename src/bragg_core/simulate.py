@@ -10,6 +10,7 @@ import numpy as np
 
 from ._backend import get_context, to_numpy
 from .engine.run import Simulation, run_single
+from .engine.setup import Setup
 from .experiment import Experiment
 from .panels import MultiPanelDetector, Panel, PanelError, panel_from_detector
 
@@ -19,7 +20,7 @@ __all__ = ["simulate", "Simulation", "simulate_panels", "PanelSimulation", "Pane
 def simulate(experiment: Experiment, *, backend: str | None = None, device: Any = None,
              dtype: Any = None, memory_budget_bytes: int | None = None,
              progress: Callable[[int], None] | None = None, store_dtype: Any = None,
-             force: bool = False) -> Simulation:
+             force: bool = False, reuse: Setup | None = None) -> Simulation:
     """Render ``experiment``.
 
     An experiment whose detector is a :class:`bragg_core.panels.MultiPanelDetector`
@@ -35,13 +36,17 @@ def simulate(experiment: Experiment, *, backend: str | None = None, device: Any 
     the whole image never exists in the working dtype; other backends return
     the working dtype.  A run whose estimated memory, work or size cannot
     fit or finish on this machine raises :class:`bragg_core.estimate.RunTooLarge`
-    before any work, unless ``force``.
+    before any work, unless ``force``.  ``reuse`` is the ``setup`` of an
+    earlier simulation of the same rotation series (the experiment with
+    another ``phi_start_deg`` only, as :func:`bragg_core.series.series_experiments`
+    makes it): what does not change between the images is kept, and only
+    the orientations are formed again (one panel; otherwise ignored).
     """
     kwargs = dict(backend=backend, device=device, dtype=dtype, memory_budget_bytes=memory_budget_bytes,
                   progress=progress, store_dtype=store_dtype, force=force)
     if isinstance(experiment.detector, MultiPanelDetector):  # several panels: a PanelSimulation
         return simulate_panels(experiment, **kwargs)
-    return run_single(experiment, **kwargs)
+    return run_single(experiment, reuse=reuse, **kwargs)
 
 
 @dataclass

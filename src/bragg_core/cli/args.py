@@ -214,6 +214,7 @@ class RunConfig:
     background: Any = None    # amorphous background from -bg_stol ... (cli/detector_flags.py), else None
     output_set: Any = None    # an io.atomic.OutputSet shared by every image of a series, committed at its end
     float_parts: Any = None   # a list that takes the float image instead of -floatfile (panels joined in one file)
+    series_state: Any = None  # a dict shared by the images of a one-panel series: the previous image's setup
 
 
 def build_config(opts: Options, cwd: str = ".") -> RunConfig:

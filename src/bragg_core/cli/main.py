@@ -112,8 +112,12 @@ def _run(cfg) -> int:
     try:
         # the files hold float32: backends that fill a host image store each finished tile as float32
         # the pre-run estimate was checked while the flags were read (with -force and the outputs' disks)
+        state = cfg.series_state  # a rotation series: what does not change between images is kept
         sim = simulate(exp, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype,
-                       memory_budget_bytes=cfg.memory_budget, progress=bar, store_dtype=np.float32, force=True)
+                       memory_budget_bytes=cfg.memory_budget, progress=bar, store_dtype=np.float32, force=True,
+                       reuse=None if state is None else state.get("setup"))
+        if state is not None:
+            state["setup"] = sim.setup
     except BackendError as exc:
         return _fail(str(exc))
     except MemoryError:

@@ -182,10 +182,12 @@ def run_all(cfg, run_one) -> int:
     # outputs are written to temporaries as they are finished and renamed together at the end
     with OutputSet() as out:
         shared = out if cfg.nimages > 1 or several_panels else None
+        state = {} if not several_panels else None  # one panel: each image reuses the previous one's setup
         for i, exp in enumerate(exps):
             ci = replace(cfg, experiment=exp, outputs=_numbered(cfg.outputs, i + 1), seed=cfg.seed + i,
                          warnings=cfg.warnings if i == 0 else [],
-                         fdump_written_from=cfg.fdump_written_from if i == 0 else None, output_set=shared)
+                         fdump_written_from=cfg.fdump_written_from if i == 0 else None, output_set=shared,
+                         series_state=state)
             if cfg.nimages > 1:
                 print(f"image {i + 1} of {cfg.nimages}: phi {float(exp.crystal.phi_start_deg):g} deg")
             rc = _run_panels(ci, run_one) if several_panels else run_one(ci)

@@ -17,7 +17,7 @@ from .._types import Array
 from ..estimate import check_run, estimate_run
 from ..experiment import Experiment
 from .render import RenderInfo, render_detailed
-from .setup import Setup, build_setup, input_arrays
+from .setup import Setup, build_setup, input_arrays, reuse_setup
 from .stats import ImageStats, image_stats
 
 __all__ = ["Simulation", "run_single"]
@@ -38,14 +38,14 @@ class Simulation:
 
 def run_single(experiment: Experiment, *, backend: str | None = None, device: Any = None, dtype: Any = None,
                memory_budget_bytes: int | None = None, progress: Callable[[int], None] | None = None,
-               store_dtype: Any = None, force: bool = False) -> Simulation:
+               store_dtype: Any = None, force: bool = False, reuse: Setup | None = None) -> Simulation:
     """Render an experiment whose detector is one panel (see :func:`bragg_core.simulate` for the arguments)."""
     arrays = input_arrays(experiment)
     ctx: Context = get_context(*arrays, backend=backend, device=device, dtype=dtype)
     # what cannot fit or finish is refused before any work (RunTooLarge names the cause; force=True lifts it)
     check_run(estimate_run(experiment, dtype=ctx.dtype_name, memory_budget_bytes=memory_budget_bytes,
                            pgm=False, noise=False, outputs_in_memory=False), force=force)
-    setup = build_setup(experiment, ctx)
+    setup = (reuse_setup(reuse, experiment, ctx) if reuse is not None else None) or build_setup(experiment, ctx)
     image, info = render_detailed(setup, memory_budget_bytes, progress, store_dtype=store_dtype)
     return Simulation(image=_connect_inert(image, arrays, ctx), setup=setup, info=info)
 

@@ -77,6 +77,8 @@ class Setup:
     sensor_present: Any = None  # a 0-d boolean array (thickness > 0) when the thickness is an array, else None
     smooth: bool = False        # the refinement-grade smooth model (Crystal.smooth)
     autograd: bool = False      # some input carries gradients (or is traced): tiles must keep the graph
+    source: Any = None          # the Experiment this setup was built from
+    mosaic_rotations: Any = None  # (n_mosaic, 3, 3) domain rotations, geometry dtype
 
     @property
     def steps(self) -> int:
@@ -290,8 +292,36 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
         point_pixel=det.point_pixel, oversample_omega=det.oversample_omega,
         oversample_polar=det.oversample_polar, oversample_thick=det.oversample_thick,
         roi=tuple(roi), mask=det.mask, warnings=warnings, sensor_present=sensor_present, smooth=cr.smooth,
-        autograd=any(carries_gradient(a) for a in input_arrays(exp)),
+        autograd=any(carries_gradient(a) for a in input_arrays(exp)), source=exp, mosaic_rotations=umats,
     )
+
+
+def _same_but_phi_start(a: Experiment, b: Experiment) -> bool:
+    """``b`` is ``a`` with another ``Crystal.phi_start_deg`` only: every other field the very same object
+    (as :func:`bragg_core.series.series_experiments` makes them; identity, so arrays are never compared)."""
+    if a is None or a.beam is not b.beam or a.detector is not b.detector:
+        return False
+    return all(getattr(a.crystal, f.name) is getattr(b.crystal, f.name)
+               for f in fields(a.crystal) if f.name != "phi_start_deg")
+
+
+def reuse_setup(previous: Setup, exp: Experiment, ctx: Context) -> Setup | None:
+    """The setup of ``exp`` made from ``previous`` (an image of the same rotation series), or None.
+
+    Only the phi start differs between the images of a series, so only the
+    orientations are formed again; the detector frame, sources, cell, mosaic
+    domains, sensor layers and structure factors are kept.  The result is
+    the one :func:`build_setup` gives, bit for bit.  None when ``exp``
+    differs from ``previous.source`` in anything else, or the context differs.
+    """
+    if previous.ctx != ctx or not _same_but_phi_start(previous.source, exp):
+        return None
+    g = previous.gctx
+    phi0 = units.deg_to_rad(g.asarray(exp.crystal.phi_start_deg))
+    phis = phi0 + g.asarray(np.arange(previous.phi.count, dtype=np.float64)) * previous.phi.step
+    orient = orientations(g.xp, previous.cell.real_m, previous.detector.spindle, phis, previous.mosaic_rotations)
+    return replace(previous, phi0_rad=phi0, orientations_m=orient, source=exp,
+                   autograd=any(carries_gradient(a) for a in input_arrays(exp)))
 
 
 def _reported_spread(spread_in, spread_host):
@@ -308,4 +338,4 @@ def _opt_rad(v, what):
     return None if v is None else units.deg_to_rad(_host(v, what))
 
 
-__all__ = ["Setup", "build_setup", "input_arrays"]
+__all__ = ["Setup", "build_setup", "input_arrays", "reuse_setup"]
