@@ -43,8 +43,9 @@ def run_single(experiment: Experiment, *, backend: str | None = None, device: An
     arrays = input_arrays(experiment)
     ctx: Context = get_context(*arrays, backend=backend, device=device, dtype=dtype)
     # what cannot fit or finish is refused before any work (RunTooLarge names the cause; force=True lifts it)
-    check_run(estimate_run(experiment, dtype=ctx.dtype_name, memory_budget_bytes=memory_budget_bytes,
-                           pgm=False, noise=False, outputs_in_memory=False), force=force)
+    if not force:  # (a caller that has checked already, the command line, passes force: no second estimate)
+        check_run(estimate_run(experiment, dtype=ctx.dtype_name, memory_budget_bytes=memory_budget_bytes,
+                               pgm=False, noise=False, outputs_in_memory=False))
     setup = (reuse_setup(reuse, experiment, ctx) if reuse is not None else None) or build_setup(experiment, ctx)
     image, info = render_detailed(setup, memory_budget_bytes, progress, store_dtype=store_dtype)
     return Simulation(image=_connect_inert(image, arrays, ctx), setup=setup, info=info)
