@@ -60,6 +60,42 @@ def test_grating_odd_against_the_ratio_of_sines(n, form):
     assert float(np.max(np.abs(got32.astype(LD) - exact))) <= 2e-5 * n
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 6, 7, 8, 10, 11, 12])
+@pytest.mark.parametrize("form", ["direct", "polynomial", "polynomial-in-place", "nearest-index"])
+def test_squared_grating_against_the_ratio_of_sines(n, form):
+    """|F_latt|^2 without the sign, any parity of N: against sin^2(N pi h) / sin^2(pi h) in extended precision."""
+    rng = np.random.default_rng(100 + n)
+    h = np.concatenate([rng.uniform(-30, 30, 50_000), np.arange(-30.0, 31.0), np.arange(-30.0, 31.0) + 0.5])
+    dl = (h - np.round(h)).astype(LD)      # exact in float64; the squared ratio depends on it alone
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exact = (np.sin(n * PI_LD * dl) / np.sin(PI_LD * dl)) ** 2
+    exact = np.where(dl == 0, LD(n * n), exact)
+    cos_pi = numerics.cos_pi_plain if form == "direct" else numerics.cos_pi_reduced
+    hkl0 = [lattice.nearest_index(np, h)] * 3 if form == "nearest-index" else None
+    N = (n, 1, 1)
+    got = lattice.grating_sqr_product(np, [h, h, h], N, hkl0=hkl0, direct=form == "direct", cos_pi=cos_pi,
+                                      horner_max_n=numerics.U_SQR_HORNER_MAX_N["float64"],
+                                      in_place=form == "polynomial-in-place")
+    assert float(np.max(np.abs(got.astype(LD) - exact))) <= 1e-12 * n * n
+    # the sign-carrying amplitude squared gives the same
+    amp = lattice.sincg(np, h, lattice.nearest_index(np, h), n, numerics.cos_pi_reduced)
+    assert float(np.max(np.abs(got - amp * amp))) <= 1e-12 * n * n
+    h32 = h.astype(np.float32)
+    got32 = lattice.grating_sqr_product(np, [h32] * 3, N, cos_pi=numerics.cos_pi_plain,
+                                        horner_max_n=numerics.U_SQR_HORNER_MAX_N["float32"])
+    assert got32.dtype == np.float32
+    assert float(np.max(np.abs(got32.astype(LD) - exact))) <= 4e-5 * n * n
+
+
+def test_squared_grating_multiplies_the_axes():
+    rng = np.random.default_rng(7)
+    hkl = [rng.uniform(-20, 20, 1000) for _ in range(3)]
+    N = (10, 3, 1)
+    got = lattice.grating_sqr_product(np, hkl, N, cos_pi=numerics.cos_pi_reduced, horner_max_n=11, in_place=True)
+    amp = lattice.square(np, hkl, [lattice.nearest_index(np, x) for x in hkl], N, numerics.cos_pi_reduced)
+    assert np.max(np.abs(got - amp * amp)) <= 1e-10 * np.max(amp * amp)
+
+
 GEOMETRIES = {
     "default": "",
     "twotheta": "-twotheta 20",

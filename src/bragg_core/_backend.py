@@ -362,6 +362,8 @@ class Capabilities:
     jit_tiles: bool              # the tile function is compiled once per tile shape
     slow_float64_trig: bool      # float64 sin/cos are not vectorised (a polynomial is faster)
     lazy: bool                   # values are not materialised until asked for
+    in_place: bool = False       # arithmetic may update fresh temporaries in place (a += b) in renders
+                                 # without gradients: fewer allocations and passes over memory
 
     @classmethod
     def of(cls, name: str, device: Any = None) -> "Capabilities":
@@ -375,6 +377,7 @@ class Capabilities:
             jit_tiles=name == "jax",
             slow_float64_trig=numpy,
             lazy=name in ("dask", "jax"),
+            in_place=numpy or name == "cupy",
         )
 
 

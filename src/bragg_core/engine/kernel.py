@@ -26,7 +26,7 @@ from .inputs import KernelInputs
 from .miller import MillerTile
 from .paths import sub_pixel_geometry, tile_paths
 from .running import first_kept, render_running
-from .terms import intensity_terms
+from .terms import intensity_sqr
 
 
 def render_tile(k: KernelInputs, f_idx, s_idx, q_block: int):
@@ -83,7 +83,7 @@ def render_tile(k: KernelInputs, f_idx, s_idx, q_block: int):
     total = None
     for q0 in range(0, Q, q_block):  # blocks of orientations (only when memory demands)
         hkl = tuple(ctx.asarray(x) for x in miller(q0, q0 + q_block))     # (Qb, K, T, S, P) each
-        terms, _ = intensity_terms(k, hkl)
+        terms = intensity_sqr(k, hkl)
         part = terms[0, ...] if terms.shape[0] == 1 else xp.sum(terms, axis=0)
         total = part if total is None else total + part                  # (K, T, S, P)
     if valid is not None:

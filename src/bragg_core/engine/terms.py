@@ -8,6 +8,7 @@ amplitude, the nearest grid value, or the tricubic interpolation where its
 
 from __future__ import annotations
 
+from .. import numerics
 from ..physics import lattice, smooth
 from ..physics.structure_factors import interpolation_inside, nearest, tricubic
 from .inputs import KernelInputs
@@ -73,6 +74,40 @@ def smooth_terms(k: KernelInputs, hkl3):
     return S2 * smooth.amplitude_sqr_blend(xp, k.grid, xp.stack(hkl3, axis=-1), k.default_F, k.ctx.asarray), Fl
 
 
+def _squared_grating(k: KernelInputs) -> bool:
+    """Whether |F_latt|^2 may come from :func:`lattice.grating_sqr_product` (square, integer N <= 12)."""
+    return k.setup.shape == "square" and lattice.integral_counts(k.N)
+
+
+def intensity_sqr(k: KernelInputs, hkl3):
+    """|F_cell F_latt|^2 alone from h, k, l (three arrays of one shape): what the image sums.
+
+    Where the grating functions are Chebyshev polynomials (a square crystal
+    with integer N <= 12), their squares are formed without the signed
+    amplitude (fewer operations per path); otherwise as
+    :func:`intensity_terms`.
+    """
+    if k.setup.smooth or not _squared_grating(k):
+        return intensity_terms(k, hkl3)[0]
+    xp = k.ctx.xp
+    direct = k.ctx.dtype_name == "float64" and not k.caps.slow_float64_trig
+    horner = numerics.U_SQR_HORNER_MAX_N.get(k.ctx.dtype_name, 6)
+    in_place = k.caps.in_place
+    if k.grid is None:
+        F = k.default_F
+        S2 = lattice.grating_sqr_product(xp, hkl3, k.N, direct=direct, cos_pi=k.cos_pi, horner_max_n=horner,
+                                         in_place=in_place)
+        if in_place and S2.shape == hkl3[0].shape:   # a fresh array of the full shape
+            S2 *= F * F
+            return S2
+        return S2 * (F * F)
+    hkl0 = tuple(lattice.nearest_index(xp, x) for x in hkl3)
+    S2 = lattice.grating_sqr_product(xp, hkl3, k.N, hkl0=hkl0, direct=direct, cos_pi=k.cos_pi,
+                                     horner_max_n=horner, in_place=in_place)
+    amp = cell_amplitude(k, xp.stack(hkl3, axis=-1), xp.stack(hkl0, axis=-1))
+    return (amp * amp) * S2
+
+
 def intensity_terms(k: KernelInputs, hkl3):
     """|F_cell F_latt|^2 and F_latt from h, k, l (three arrays of one shape)."""
     xp = k.ctx.xp
@@ -97,4 +132,4 @@ def terms_from_scattering(k: KernelInputs, scat, orient):
     return intensity_terms(k, miller(k, scat, orient))
 
 
-__all__ = ["lattice_factor", "cell_amplitude", "intensity_terms", "terms_from_scattering"]
+__all__ = ["lattice_factor", "cell_amplitude", "intensity_terms", "intensity_sqr", "terms_from_scattering"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .._backend import is_scalar
-from ..numerics import CosPi, chebyshev_u, chebyshev_u_even, cos_pi_plain
+from ..numerics import CosPi, chebyshev_u, chebyshev_u_even, chebyshev_u_sqr, cos_pi_plain
 
 ROUND_VOLUME_FACTOR = 0.723601254558268  # sqrt of the cube-to-sphere volume ratio
 
@@ -150,6 +150,47 @@ def grating_odd_product(xp, hkl, N, direct: bool = False, cos_pi: CosPi = cos_pi
         f = grating_odd(xp, x, int(n), direct=direct, cos_pi=cos_pi)
         out = f if out is None else out * f
     return xp.ones_like(hkl[0]) if out is None else out
+
+
+def grating_sqr_product(xp, hkl, N, hkl0=None, direct: bool = False, cos_pi: CosPi = cos_pi_plain,
+                        horner_max_n: int = 6, in_place: bool = False):
+    """|F_latt|^2 of the square transform for integer counts <= ``CHEBYSHEV_MAX_N``, any parity.
+
+    sin^2(N pi h) / sin^2(pi h) = U_(N-1)(cos pi h)^2 depends on cos^2(pi h)
+    alone, so the sign (-1)^h0 that the amplitude needs drops out for even N
+    as it does for odd N: the cosine is taken of the offset from any nearest
+    integer (``hkl0`` where the caller has it, else a rounding), or of h
+    itself when ``direct``.  For the intensity only; the signed amplitude is
+    :func:`square`'s.  ``in_place``: temporaries are updated in place (arrays
+    that allow it, no gradients).
+    """
+    out = None
+    for i, n in enumerate(N):  # over the three crystal axes
+        if is_unit_count(n):
+            continue
+        x = hkl[i]
+        if direct:
+            c = xp.cos(math.pi * x)
+        else:
+            if in_place and hkl0 is None:
+                d = xp.round(x)
+                d -= x            # the offset's sign does not matter: the cosine is even
+            else:
+                d = x - (xp.round(x) if hkl0 is None else hkl0[i])
+            c = cos_pi(xp, d, in_place)
+        f = chebyshev_u_sqr(xp, c, int(n) - 1, horner_max_n, in_place)
+        if out is None:
+            out = f
+        elif in_place:
+            out *= f
+        else:
+            out = out * f
+    return xp.ones_like(hkl[0]) if out is None else out
+
+
+def integral_counts(N) -> bool:
+    """Whether every count is an integer <= ``CHEBYSHEV_MAX_N`` (:func:`grating_sqr_product` applies)."""
+    return all(is_unit_count(n) or (is_integral(n) and n <= CHEBYSHEV_MAX_N) for n in N)
 
 
 def odd_counts(N) -> bool:
