@@ -82,7 +82,7 @@ def test_squared_grating_against_the_ratio_of_sines(n, form):
     assert float(np.max(np.abs(got - amp * amp))) <= 1e-12 * n * n
     h32 = h.astype(np.float32)
     got32 = lattice.grating_sqr_product(np, [h32] * 3, N, cos_pi=numerics.cos_pi_plain,
-                                        horner_max_n=numerics.U_SQR_HORNER_MAX_N["float32"])
+                                        horner_max_n=numerics.U_SQR_HORNER_MAX_N["float32"], in_place=True)
     assert got32.dtype == np.float32
     assert float(np.max(np.abs(got32.astype(LD) - exact))) <= 4e-5 * n * n
 

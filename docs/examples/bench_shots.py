@@ -6,11 +6,12 @@ program run once per shot.
 Every shot is a 512 x 512 still of a randomly oriented crystal (uniform on
 SO(3), from ``bragg_core.shots``); the reference gets the same orientation as
 ``-misset`` angles, one process per shot with ``--ref-threads`` OpenMP
-threads, in a fresh temporary folder.  Reported: shots/s of each, the
+threads, in a fresh temporary folder.  bragg_core runs in each working
+dtype of ``--dtypes`` (float64 and float32 by default).  Reported: shots/s of each, the
 speed-up, the largest resident memory of a worker process (per-shot memory),
 the CPU time per shot (user + system, all processes: a figure that other
 load on the machine disturbs less than shots/s), and how close the reference's
-image of shot 0 is to bragg_core's.
+image of shot 0 is to bragg_core's in each dtype.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _cpu_s(who) -> float:
     return u.ru_utime + u.ru_stime
 
 
-def bench_bragg(run, mode: str, workers: int):
+def bench_bragg(run, mode: str, workers: int, dtype: str = "float64"):
     t0 = time.perf_counter()
     n = 0
     first = None
@@ -53,24 +54,24 @@ def bench_bragg(run, mode: str, workers: int):
                           dashboard_address=None) as cluster, Client(cluster) as client:
             client._bragg_local = True
             start = time.perf_counter()  # the cluster's start-up is reported apart
-            for res in simulate_shots(run, client=client):
+            for res in simulate_shots(run, client=client, dtype=dtype):
                 assert res.ok, res.error
                 n += 1
                 if res.index == 0:
                     first = res.image
             el = time.perf_counter() - start
             mem = max(w["metrics"]["memory"] for w in client.scheduler_info()["workers"].values()) / 2**20
-        return {"mode": f"dask LocalCluster ({workers} processes)", "shots": n, "seconds": el,
+        return {"mode": f"dask LocalCluster ({workers} processes), {dtype}", "shots": n, "seconds": el,
                 "shots_per_s": n / el, "startup_s": start - t0, "worker_rss_mib_at_end": mem}, first
     cpu0 = _cpu_s(resource.RUSAGE_CHILDREN) + _cpu_s(resource.RUSAGE_SELF)
-    for res in simulate_shots(run, workers=workers):
+    for res in simulate_shots(run, workers=workers, dtype=dtype):
         assert res.ok, res.error
         n += 1
         if res.index == 0:
             first = res.image
     el = time.perf_counter() - t0
-    out = {"mode": f"numpy, {workers} worker process{'es' if workers > 1 else ''}" if workers > 1
-           else "numpy, in process (the engine's own tile workers)", "shots": n, "seconds": el,
+    out = {"mode": (f"numpy {dtype}, {workers} worker process{'es' if workers > 1 else ''}" if workers > 1
+                    else f"numpy {dtype}, in process (the engine's own tile workers)"), "shots": n, "seconds": el,
            "shots_per_s": n / el,
            "cpu_s_per_shot": (_cpu_s(resource.RUSAGE_CHILDREN) + _cpu_s(resource.RUSAGE_SELF) - cpu0) / n}
     if workers > 1:
@@ -115,38 +116,41 @@ def main(argv=None):
     p.add_argument("--ref-threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--modes", default="pool,dask", help="comma-separated: pool, inprocess, dask")
+    p.add_argument("--dtypes", default="float64,float32", help="comma-separated working dtypes of bragg_core")
     p.add_argument("--out", help="write the results as JSON here")
     a = p.parse_args(argv)
     base = build_config(parse_args(shlex.split(FLAGS)), ".").experiment
     run = ShotRun(base, n_shots=a.shots, seed=a.seed)
     results = [{"load_average_at_start": os.getloadavg()}]
     images = {}
-    for mode in a.modes.split(","):
-        if mode == "pool":
-            r, img = bench_bragg(run, "pool", a.workers)
-        elif mode == "inprocess":
-            r, img = bench_bragg(run, "pool", 1)
-        elif mode == "dask":
-            try:
-                r, img = bench_bragg(run, "dask", a.workers)
-            except ImportError:
-                print("dask.distributed is not installed: Dask skipped", file=sys.stderr)
-                continue
-        else:
-            raise SystemExit(f"--modes: unknown mode {mode!r}")
-        results.append(r)
-        images[mode] = img
-        print(json.dumps(r), flush=True)
+    for dtype in a.dtypes.split(","):
+        for mode in a.modes.split(","):
+            if mode == "pool":
+                r, img = bench_bragg(run, "pool", a.workers, dtype)
+            elif mode == "inprocess":
+                r, img = bench_bragg(run, "pool", 1, dtype)
+            elif mode == "dask":
+                try:
+                    r, img = bench_bragg(run, "dask", a.workers, dtype)
+                except ImportError:
+                    print("dask.distributed is not installed: Dask skipped", file=sys.stderr)
+                    continue
+            else:
+                raise SystemExit(f"--modes: unknown mode {mode!r}")
+            results.append(r)
+            images.setdefault(dtype, img)
+            print(json.dumps(r), flush=True)
     if a.reference:
         r, ref_img = bench_reference(run, a.reference, a.ref_threads)
         results.append(r)
         print(json.dumps(r), flush=True)
         r_ref = r
-        ours = next(iter(images.values()), None)
-        if ours is not None:
+        for dtype, ours in images.items():   # shot 0 of each dtype against the reference's
+            if ours is None:
+                continue
             scale = float(np.abs(ref_img).max())
             diff = float(np.abs(ours.astype(np.float64) - ref_img).max()) / scale
-            cmp = {"shot0_max_abs_diff_over_ref_max": diff, "shot0_ref_max": scale,
+            cmp = {"dtype": dtype, "shot0_max_abs_diff_over_ref_max": diff, "shot0_ref_max": scale,
                    "shot0_ref_sum": float(ref_img.sum(dtype=np.float64)),
                    "shot0_ours_sum": float(ours.sum(dtype=np.float64))}
             print(json.dumps(cmp), flush=True)

@@ -51,17 +51,24 @@ def cos_pi_function(slow_float64_trig: bool, dtype_name: str) -> CosPi:
     return cos_pi_plain
 
 
-def chebyshev_u(xp: Namespace, c: Array, n: int) -> Array:
+def chebyshev_u(xp: Namespace, c: Array, n: int, in_place: bool = False) -> Array:
     """U_n(c) by the three-term recurrence U_k = 2c U_(k-1) - U_(k-2) (stable for |c| <= 1).
 
     U_(N-1)(cos x) = sin(N x) / sin(x), including its limit +-N at x = m pi.
+    ``in_place``: each new term is finished in its own fresh array (one
+    temporary per step instead of two).
     """
     if n == 0:
         return xp.ones_like(c)
     two_c = 2.0 * c
     u_prev, u = 1.0, two_c
     for _ in range(n - 1):  # over the polynomial degree, not over data
-        u_prev, u = u, two_c * u - u_prev
+        if in_place:
+            nxt = two_c * u
+            nxt -= u_prev
+            u_prev, u = u, nxt
+        else:
+            u_prev, u = u, two_c * u - u_prev
     return u
 
 
@@ -103,9 +110,10 @@ def _u_odd_coefficients(n: int) -> tuple:
 # The largest n for which U_n(c)^2 is evaluated by Horner in c^2, per working
 # dtype.  The rounding error of the Horner sum grows with the sum of the
 # absolute coefficients (about 2.4^n): at n = 11 it is ~2e-12 absolute on
-# values up to 12 in float64, but ~1e-3 in float32, where only n <= 6 (sum
-# 99, ~6e-6) stays within single precision's own error of the recurrence.
-U_SQR_HORNER_MAX_N = {"float64": 11, "float32": 6}
+# values up to 12 in float64.  In float32 the rounding of c itself dominates
+# up to n = 8 (Horner within 1.1x of the recurrence's error, measured on a
+# dense grid against extended precision); at n = 9 Horner is 3x worse.
+U_SQR_HORNER_MAX_N = {"float64": 11, "float32": 8}
 
 
 def _horner(c2: Array, coefficients: tuple, in_place: bool = False) -> Array:
@@ -134,7 +142,10 @@ def chebyshev_u_sqr(xp: Namespace, c: Array, n: int, horner_max_n: int = 6, in_p
     if n == 0:
         return xp.ones_like(c)
     if n > horner_max_n:
-        u = chebyshev_u(xp, c, n)
+        u = chebyshev_u(xp, c, n, in_place)
+        if in_place:   # u is a fresh array of its own
+            u *= u
+            return u
         return u * u
     c2 = c * c
     if n == 1:

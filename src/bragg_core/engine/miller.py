@@ -51,6 +51,7 @@ class MillerTile:
         g = k.gctx
         gx = g.xp
         self.g, self.paths, self.stable = g, paths, stable
+        self.in_place = g.caps.in_place
         self.K = K = setup.n_sources
         self.orient = g.asarray(setup.orientations_m)
         self.inc = inc = k.frame.incident_g
@@ -84,6 +85,14 @@ class MillerTile:
             U = paths.dot(gx.reshape(a_perp, (Qb * 3 * K, 3)))
             U = gx.reshape(U, (Qb, 3, K) + tuple(U.shape[1:]))
             c = gx.reshape(c, (Qb, 3, K, 1, 1, 1))
+            if self.in_place:   # U is this call's own array: its parts are updated where they lie
+                out = []
+                for i in range(3):  # over the three crystal axes
+                    h = U[:, i, ...]
+                    h -= c[:, i, ...] * self.gap
+                    h *= self.w
+                    out.append(h)
+                return tuple(out)
             return tuple((U[:, i, ...] - c[:, i, ...] * self.gap) * self.w for i in range(3))
         U = paths.dot(Vq)
         U = gx.reshape(U, (Qb, 3, 1) + tuple(U.shape[1:]))

@@ -144,7 +144,9 @@ class FlatPaths:
     def _out(self, x):
         R, C, T, os_ = self.shape
         xp = self.g.xp
-        x = xp.broadcast_to(x, (x.shape[0], T, os_, os_, R, C))
+        full = (x.shape[0], T, os_, os_, R, C)
+        if tuple(x.shape) != full:   # (a full-shape sum stays the writable array it is)
+            x = xp.broadcast_to(x, full)
         return xp.reshape(x, (x.shape[0], T, os_ * os_, R * C))
 
     def _full(self, a, b, c):
