@@ -14,6 +14,9 @@ from .simulate import PanelSimulation, Simulation, simulate, simulate_panels  # 
 
 _LAZY = {
     "simulate_args": "bragg_core.cli.api",
+    # a render prepared once, then pure array code (torch.compile, vmap, jit)
+    "prepare": "bragg_core.engine.prepared",
+    "PreparedRender": "bragg_core.engine.prepared",
     "units": "bragg_core.units",
     "get_context": "bragg_core._backend",
     "BackendError": "bragg_core._backend",

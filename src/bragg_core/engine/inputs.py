@@ -93,6 +93,7 @@ class KernelInputs:
     caps: Capabilities
     cos_pi: CosPi              # cos(pi d) for |d| <= 1/2, chosen from the capabilities
     orientations: Array        # (Q, 3, 3) real-space cells (m), working dtype
+    orientations_g: Array      # the same in the geometry dtype (the Miller indices are formed in it)
     scale: Array               # r_e^2 fluence / steps, working dtype
     I_bg: Array                # water background per pixel before the scale, working dtype
     N: tuple                   # cell counts: numbers, or arrays in the working dtype
@@ -163,6 +164,7 @@ def kernel_inputs(setup: Setup, ctx: Context | None = None) -> KernelInputs:
         setup=setup, ctx=ctx, gctx=setup.gctx, caps=caps,
         cos_pi=cos_pi_function(caps.slow_float64_trig, ctx.dtype_name),
         orientations=ctx.asarray(setup.orientations_m),
+        orientations_g=setup.gctx.asarray(setup.orientations_m),
         scale=ctx.asarray(R_E_SQR_M2 * setup.fluence / setup.steps),
         I_bg=ctx.asarray(setup.I_bg),
         N=tuple(n if is_scalar(n) else ctx.asarray(n) for n in setup.N),

@@ -53,7 +53,7 @@ class MillerTile:
         self.g, self.paths, self.stable = g, paths, stable
         self.in_place = g.caps.in_place
         self.K = K = setup.n_sources
-        self.orient = g.asarray(setup.orientations_m)
+        self.orient = k.orientations_g
         self.inc = inc = k.frame.incident_g
         lam = g.asarray(setup.sources.wavelength_m)
         self.gap = None
