@@ -22,11 +22,33 @@ DIALS, XDS and other imgCIF readers rebuild the experiment:
 
 Vectors are in the imgCIF frame (DIALS's, ``bragg_core.io.dials_expt``),
 with the beam along -Z (a beam not along the lab's +x is first turned onto
-it, as for NeXus).  Several panels of one size become one detector element
-and one array each in one file; our reader and CBFlib read them back, but
-DIALS 3.9 reads such a file either as its first panel only or, through its
-multi-tile reader, with fast and slow swapped, so NeXus is the multi-panel
-format for DIALS.
+it, as for NeXus).
+
+Several panels (of one size) become one detector element and one array
+each in one file, written so that DIALS 3.12's multi-tile reader
+(``FormatCBFMultiTileHierarchy``) takes it and reads every panel:
+
+* each panel's fast axis ``ELEMENT_X_k`` depends on its slow axis
+  ``ELEMENT_Y_k``, which carries the panel's offset and depends on
+  ``DETECTOR_Z`` (that reader requires the first surface axis to hang on the
+  second, and takes the vectors as they are written);
+* the ``axis`` category has ``equipment_component`` (one component per
+  panel, ``detector`` for ``DETECTOR_Z``): the reader builds the panel
+  hierarchy from it; without the column the file goes to the plain
+  multi-tile reader, which swaps fast and slow and gives no pixels (it looks
+  for the ``array_data`` category by comparing CBFlib's bytes name with a
+  str, never equal, and it uses ``numpy.float``, gone since NumPy 1.24);
+* the element axes are listed, at 0, in ``diffrn_scan_axis`` and
+  ``diffrn_scan_frame_axis`` (the reader asks for every axis's setting);
+* each binary section names its third dimension (1) and writes the
+  conversion as ``conversions = "x-CBF_BYTE_OFFSET"`` (see
+  :func:`_binary_section`).
+
+That reader gives every panel the size of the last array, hence one size
+for all.  One panel keeps the single-array layout (``ELEMENT_Y`` on
+``ELEMENT_X``), read by DIALS's byte-offset reader, fabio and XDS; fabio
+reads single-array files only (it refuses a file whose ``_array_data``
+is a loop).
 
 The byte-offset code (imgCIF ``x-CBF_BYTE_OFFSET``) is written with array
 operations; reading walks only the escaped (multi-byte) differences.
@@ -186,13 +208,27 @@ def _panel_list(image, n: int) -> list:
     raise ValueError(f"the detector has {n} panels; expected (panel, slow, fast) or a list, got shape {a.shape}")
 
 
-def _binary_section(counts: np.ndarray, binary_id: int) -> bytes:
+def _binary_section(counts: np.ndarray, binary_id: int, several: bool = False) -> bytes:
+    """One MIME-framed byte-offset section.
+
+    ``several``: one of several arrays in the file.  The parameter is then
+    written ``conversions = "x-CBF_BYTE_OFFSET"`` (white space around ``=`` is
+    allowed in MIME headers and CBFlib reads it): DIALS 3.12 (dxtbx) tries its
+    single-array byte-offset reader first, which claims a file only when the
+    first MIME header holds the exact text ``conversions="x-CBF_BYTE_OFFSET"``
+    and then reads the first array alone; declined there, the file goes to its
+    multi-tile reader, which reads every array.  The third dimension (1) is
+    named too: that reader shapes each array from CBFlib's three dimensions,
+    and an unnamed one is 0.
+    """
     S, F = counts.shape
     packed = byte_offset_encode(counts)
     md5 = base64.b64encode(hashlib.md5(packed).digest()).decode()
+    conv = 'conversions = "x-CBF_BYTE_OFFSET"' if several else 'conversions="x-CBF_BYTE_OFFSET"'
+    third = "X-Binary-Size-Third-Dimension: 1\r\n" if several else ""
     mime = (";\r\n--CIF-BINARY-FORMAT-SECTION--\r\n"
             "Content-Type: application/octet-stream;\r\n"
-            '     conversions="x-CBF_BYTE_OFFSET"\r\n'
+            f"     {conv}\r\n"
             "Content-Transfer-Encoding: BINARY\r\n"
             f"X-Binary-Size: {len(packed)}\r\n"
             f"X-Binary-ID: {binary_id}\r\n"
@@ -202,6 +238,7 @@ def _binary_section(counts: np.ndarray, binary_id: int) -> bytes:
             f"X-Binary-Number-of-Elements: {S * F}\r\n"
             f"X-Binary-Size-Fastest-Dimension: {F}\r\n"
             f"X-Binary-Size-Second-Dimension: {S}\r\n"
+            f"{third}"
             f"X-Binary-Size-Padding: {_PAD}\r\n\r\n")
     tail = b"\r\n--CIF-BINARY-FORMAT-SECTION----\r\n;\r\n"
     return b"".join([mime.encode("ascii"), _MARK, packed, bytes(_PAD), tail])
@@ -213,8 +250,9 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
     """The full CBF of image ``index`` of ``geometry``, pixel values ``image * scale + offset``.
 
     Several panels (``(panel, slow, fast)`` or a list) become one detector
-    element and one array each, in one file; DIALS reads them when the
-    panels share a size, which is required here.
+    element and one array each, in one file, laid out for DIALS's multi-tile
+    reader (module notes); they must share a size, as that reader gives
+    every panel the last array's size.
     """
     g = geometry
     n = len(g.panels)
@@ -222,8 +260,8 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
     if len(panels) != n:
         raise ValueError(f"the detector has {n} panels, the image {len(panels)}")
     if len({(int(p.spixels), int(p.fpixels)) for p in g.panels}) != 1:
-        raise ValueError("the panels of a CBF file must share a size (DIALS reads one size for all); "
-                         "write NeXus instead")
+        raise ValueError("the panels of a CBF file must share a size (DIALS reads the last panel's size for "
+                         "all); write NeXus instead")
     counts = []
     for k, (im, p) in enumerate(zip(panels, g.panels)):
         c = _counts(im, float(scale), float(offset))
@@ -268,28 +306,41 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
         off = o - d * beam
         px = float(p.pixel_size_mm)
         S, F = counts[k].shape
-        axis_rows += [[ax, "translation", "detector", "DETECTOR_Z", *map(_fmt, f), *map(_fmt, off)],
-                      [ay, "translation", "detector", ax, *map(_fmt, sv), "0", "0", "0"]]
+        if n == 1:
+            axis_rows += [[ax, "translation", "detector", "DETECTOR_Z", *map(_fmt, f), *map(_fmt, off)],
+                          [ay, "translation", "detector", ax, *map(_fmt, sv), "0", "0", "0"]]
+        else:  # the fast axis hangs on the slow one, which carries the offset (see the module notes)
+            axis_rows += [[ax, "translation", "detector", ay, *map(_fmt, f), "0", "0", "0", _el],
+                          [ay, "translation", "detector", "DETECTOR_Z", *map(_fmt, sv), *map(_fmt, off), _el]]
         asl += [[arr, 1, F, 1, "increasing", ax], [arr, 2, S, 2, "increasing", ay]]
         asla += [[ax, ax, "0.0", _fmt(px)], [ay, ay, "0.0", _fmt(px)]]
         aes += [[arr, 1, _fmt(px * 1e-3)], [arr, 2, _fmt(px * 1e-3)]]
         ai.append([arr, k + 1, "linear", _fmt(gain), "0.0", _fmt(sat), _fmt(undefined),
                    _fmt(scale) if scale != 1.0 or offset != 0.0 else "1.0"])
         ast.append([arr, '"signed 32-bit integer"', "byte_offset", "little_endian"])
-    t.append(_loop("axis", ["id", "type", "equipment", "depends_on", "vector[1]", "vector[2]", "vector[3]",
-                            "offset[1]", "offset[2]", "offset[3]"], axis_rows))
+    axis_cols = ["id", "type", "equipment", "depends_on", "vector[1]", "vector[2]", "vector[3]",
+                 "offset[1]", "offset[2]", "offset[3]"]
+    # several panels: the element axes are set (at 0) for the scan too; DIALS's multi-tile reader asks CBFlib
+    # for every axis's setting, which fails for an axis the scan does not list
+    element_axes = [a for _, ax, ay, _ in names for a in (ax, ay)] if n > 1 else []
+    if n > 1:  # each panel's two axes are one component, hung on the detector's
+        axis_rows[0].append("goniometer")
+        axis_rows[1].append("detector")
+        axis_cols.append("equipment_component")
+    t.append(_loop("axis", axis_cols, axis_rows))
     t.append(_items("diffrn_scan", [("id", "SCAN1"), ("frame_id_start", "FRAME1"), ("frame_id_end", "FRAME1"),
                                     ("frames", 1)]))
     t.append(_loop("diffrn_scan_axis", ["scan_id", "axis_id", "angle_start", "angle_range", "angle_increment",
                                         "displacement_start", "displacement_range", "displacement_increment"], [
         ["SCAN1", "GONIOMETER_OMEGA", _fmt(angle), _fmt(osc), _fmt(osc), "0", "0", "0"],
         ["SCAN1", "DETECTOR_Z", "0", "0", "0", _fmt(d), "0", "0"],
-    ]))
+    ] + [["SCAN1", a, "0", "0", "0", "0", "0", "0"] for a in element_axes]))
     t.append(_items("diffrn_scan_frame", [("frame_id", "FRAME1"), ("frame_number", index + 1),
                                           ("integration_time", "1.0"), ("scan_id", "SCAN1"),
                                           ("date", _date(index))]))
     t.append(_loop("diffrn_scan_frame_axis", ["frame_id", "axis_id", "angle", "displacement"], [
-        ["FRAME1", "GONIOMETER_OMEGA", _fmt(angle), "0"], ["FRAME1", "DETECTOR_Z", "0", _fmt(d)]]))
+        ["FRAME1", "GONIOMETER_OMEGA", _fmt(angle), "0"], ["FRAME1", "DETECTOR_Z", "0", _fmt(d)]] +
+        [["FRAME1", a, "0", "0"] for a in element_axes]))
     t.append(_loop("array_structure_list", ["array_id", "index", "dimension", "precedence", "direction",
                                             "axis_set_id"], asl))
     t.append(_loop("array_structure_list_axis", ["axis_set_id", "axis_id", "displacement", "displacement_increment"],
@@ -315,7 +366,7 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
         parts = ["".join(t).encode("ascii")]
         for k, (_, _, _, arr) in enumerate(names):
             parts.append(f"{arr} {k + 1}\r\n".encode("ascii"))
-            parts.append(_binary_section(counts[k], k + 1))
+            parts.append(_binary_section(counts[k], k + 1, several=True))
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -500,10 +551,11 @@ def read_cbf(path, base=None):
         for a in (xaxis, yaxis):
             r = sla.get(a) or fail("_array_structure_list_axis", f"no axis {a}")
             disp[a] = (float(r["displacement"]), float(r["displacement_increment"]))
-        # the first data point: every translation of the chain from the slow axis down (DIALS takes it as
-        # the panel's corner)
+        # the first data point: every translation of the chain from the surface axis that hangs on the other
+        # one down (DIALS takes it as the panel's corner); one panel: the slow axis on the fast one, several:
+        # the fast axis on the slow one
         corner = np.zeros(3)
-        aid, depth = yaxis, 0
+        aid, depth = (xaxis if (axes.get(xaxis) or {}).get("depends_on") == yaxis else yaxis), 0
         while aid not in (".", "", None):
             r = axes.get(aid) or fail("_axis", f"no axis {aid}")
             if r.get("type") != "translation":
