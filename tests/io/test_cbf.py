@@ -123,6 +123,46 @@ def test_multi_panel_round_trip(tmp_path):
             np.testing.assert_allclose(getattr(q, attr), np.asarray(getattr(p, attr), float) /
                                        (1.0 if attr == "origin_mm" else np.linalg.norm(getattr(p, attr))),
                                        rtol=1e-12, atol=1e-12)
+        assert (q.fpixels, q.spixels, q.pixel_size_mm) == (16, 12, 0.1)
+    ref = geometry_from_experiment(_exp(), mp, n_images=2)
+    np.testing.assert_allclose(g.angles_deg, [10.0, 10.5], atol=1e-12)
+    assert g.osc_deg == 0.5 and g.wavelength_A == 1.2
+    for v in ("beam", "spindle", "polar"):
+        np.testing.assert_allclose(getattr(g, v), getattr(ref, v), atol=1e-12)
+
+
+def test_fabio_reads_single_array_files_only(tmp_path):
+    """fabio's CBF reader takes the item ``_array_data.data``; a multi-panel file loops over its arrays."""
+    fabio = pytest.importorskip("fabio", reason="fabio is a test dependency")
+    (name,) = write_cbf_series(str(tmp_path / "mp_#.cbf"), [np.stack([_images(1)[0]] * 2)], _exp(), _two_panels())
+    with pytest.raises(Exception, match="_array_data.data"):
+        fabio.open(name)
+
+
+@pytest.mark.skipif(shutil.which("dials.import") is None, reason="DIALS (dials.import) is not installed")
+def test_dials_import_reads_every_panel(tmp_path):
+    from bragg_core.io.dials_expt import parse_expt
+
+    mp = _two_panels()
+    imgs = _images(2)
+    names = write_cbf_series(str(tmp_path / "mp_####.cbf"), [np.stack([im, im[::-1]]) for im in imgs], _exp(), mp)
+    r = subprocess.run(["dials.import", *names, "output.experiments=mp.expt"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    doc = json.loads((tmp_path / "mp.expt").read_text())
+    gon = doc["goniometer"][0]  # an imgCIF goniometer is read as a (one-)axis goniometer, which we do not parse
+    assert gon["axes"][gon["scan_axis"]] == [1.0, 0.0, 0.0]
+    del doc["experiment"][0]["goniometer"]
+    assert doc["scan"][0]["image_range"] == [1, 2]
+    assert doc["scan"][0]["oscillation"] == pytest.approx([10.0, 0.5], abs=1e-12)
+    back = parse_expt(doc, "mp.expt")
+    assert len(back.detector.panels) == 2
+    for p, q in zip(mp.panels, back.detector.panels):
+        for attr in ("fast_axis", "slow_axis", "origin_mm"):
+            want = np.asarray(getattr(p, attr), float)
+            np.testing.assert_allclose(getattr(q, attr), want if attr == "origin_mm" else want / np.linalg.norm(want),
+                                       atol=1e-9)
+        assert (q.fpixels, q.spixels, q.pixel_size_mm) == (16, 12, 0.1)
 
 
 def test_bad_requests_and_bad_files_named(tmp_path):
