@@ -84,6 +84,21 @@ def mirrored_pair():
     return [a, b]
 
 
+def roof():
+    """Two 512 x 768 panels turned 10 degrees either way about the vertical, 150 mm out (a roof), the beam
+    2 mm inside the second; the DIALS interop layout (no C reference images: not in LAYOUTS)."""
+    out = []
+    for k, sgn in enumerate((-1.0, 1.0)):
+        t = math.radians(10.0 * sgn)  # turned about the vertical (lab y)
+        R = np.array([[math.cos(t), 0, math.sin(t)], [0, 1, 0], [-math.sin(t), 0, math.cos(t)]])
+        f, s = R @ F0, R @ S0
+        edge = np.array([150.0, 40.0, -3.0 if sgn < 0 else -2.0])  # inner edges; the beam meets panel 1
+        origin = edge - (51.2 if sgn < 0 else 0.0) * f
+        out.append(Panel(fast_axis=tuple(f), slow_axis=tuple(s), origin_mm=tuple(origin), fpixels=512,
+                         spixels=768, pixel_size_mm=0.1, name=f"half{k}"))
+    return out
+
+
 LAYOUTS = {"eiger_2x2": eiger_2x2, "tilted_tent": tilted_tent, "jungfrau_ring": jungfrau_ring,
            "mirrored_pair": mirrored_pair}
 

@@ -150,23 +150,15 @@ def test_multipanel_experiment_list_loads_in_dxtbx_with_the_panels_in_place(tmp_
 @pytest.mark.slow
 def test_two_tilted_panels_in_one_nexus_file_index_in_dials(tmp_path):
     pytest.importorskip("h5py", reason="the NeXus writer needs h5py (pip install 'bragg_core[nexus]')")
-    import math
-
+    sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
     from bragg_core.io.dials_expt import read_expt, write_expt
-    from bragg_core.panels import MultiPanelDetector, Panel, panel_detector
+    from bragg_core.panels import MultiPanelDetector, panel_detector
+    from panel_layouts import roof
 
     flags = ("-cell 79.1 79.1 38.0 90 90 90 -default_F 100 -N 8 -gauss_xtal -lambda 1 -misset 10 20 30 -phi 0 "
              "-osc 1 -phisteps 3 -fluence 1e30").split()
     exp = build_config(parse_args(flags), ".").experiment
-    panels = []
-    for k, sgn in enumerate((-1.0, 1.0)):
-        t = math.radians(10.0 * sgn)  # turned about the vertical (lab y)
-        R = np.array([[math.cos(t), 0, math.sin(t)], [0, 1, 0], [-math.sin(t), 0, math.cos(t)]])
-        f, s = R @ np.array([0, 0, 1.0]), R @ np.array([0, -1.0, 0])
-        edge = np.array([150.0, 40.0, -3.0 if sgn < 0 else -2.0])  # inner edges; the beam meets panel 1
-        origin = edge - (51.2 if sgn < 0 else 0.0) * f
-        panels.append(Panel(fast_axis=tuple(f), slow_axis=tuple(s), origin_mm=tuple(origin), fpixels=512,
-                            spixels=768, pixel_size_mm=0.1, name=f"half{k}"))
+    panels = roof()
     mp = MultiPanelDetector(panels=tuple(panels), base=exp.detector)
     write_expt(str(tmp_path / "roof.expt"), exp, mp, n_images=20)
     out = _bragg(["-expt", "roof.expt", "-N", "8", "-default_F", "100", "-gauss_xtal", "-fluence", "1e30",
