@@ -4,13 +4,19 @@
   series, every panel) into one NeXus NXmx file, appended image by image and
   renamed into place when the run has finished; ``-nexus_compression``
   ``bslz4`` (default when hdf5plugin is installed), ``gzip`` or ``none``.
-* ``-cbffile TEMPLATE_####.cbf`` writes one full CBF per image (one panel).
+* ``-cbffile TEMPLATE_####.cbf`` writes one full CBF per image, every panel
+  in one file (the panels must share a size: DIALS reads one size for all).
 * ``-pngfile FILE.png`` writes a preview per image (``#`` runs numbered as
   for the other outputs); ``-png_scale asinh`` (default) or ``log``.
+* ``-format_image noise|float`` chooses the image these files hold:
+  ``noise``, the run's noise image (the ``-noisefile`` counts: Poisson, or
+  the detector model's, with the ``-adc`` offset, saturated at 65535), the
+  default whenever the run makes one; ``float``, the noise-free rendered
+  image in photons per pixel (CBF rounds it to integer counts), the default
+  with ``-nonoise``.
 
-What is written is the rendered image in photons per pixel (the float
-image); CBF holds it rounded to integer counts.  The geometry is the run's
-(the ``-expt``/``-geom`` panels when given), so DIALS and XDS read it back.
+The geometry is the run's (the ``-expt``/``-geom`` panels when given), so
+DIALS and XDS read it back.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ from __future__ import annotations
 import os
 
 SPEC = {"-nexusfile": (1, "s"), "-cbffile": (1, "s"), "-pngfile": (1, "s"), "-png_scale": (1, "s"),
-        "-nexus_compression": (1, "s")}
+        "-nexus_compression": (1, "s"), "-format_image": (1, "s")}
+
+#: the noise image's saturation (an unsigned 16-bit image, as the -noisefile SMV holds it) and the lowest
+#: value that is a reading (NXmx ``underload_value``; CBF's ``undefined_value`` is one below it)
+NOISE_SATURATION = 65535
+NOISE_UNDERLOAD = 0
 
 
 def _path(cwd, p):
@@ -30,13 +41,15 @@ def apply_format_flags(cfg, opts, cwd):
 
     Refuses, with a one-line UsageError naming the flag, what cannot be
     written: a missing optional package, a series name without ``#``, a
-    multi-panel CBF, an unknown scale or compression, a missing directory.
+    CBF of panels of different sizes, an unknown scale, compression or image
+    choice, ``-format_image noise`` in a run without a noise image, a missing
+    directory.
     """
     from ..io.atomic import OutputError, check_destination
     from .validate import UsageError
 
     wanted = {f: opts.get(f) for f in ("-nexusfile", "-cbffile", "-pngfile") if opts.has(f)}
-    for f in ("-png_scale", "-nexus_compression"):
+    for f in ("-png_scale", "-nexus_compression", "-format_image"):
         if opts.has(f) and not wanted:
             cfg.warnings.append(f"{f} is ignored without -nexusfile, -cbffile or -pngfile")
     if not wanted:
@@ -48,6 +61,12 @@ def apply_format_flags(cfg, opts, cwd):
     comp = opts.get("-nexus_compression") if opts.has("-nexus_compression") else None
     if comp not in (None, "bslz4", "gzip", "none"):
         raise UsageError(f"-nexus_compression must be bslz4, gzip or none, got {comp!r}")
+    image = opts.get("-format_image") if opts.has("-format_image") else ("noise" if cfg.write_noise else "float")
+    if image not in ("noise", "float"):
+        raise UsageError(f"-format_image must be noise or float, got {image!r}")
+    if image == "noise" and not cfg.write_noise:
+        raise UsageError("-format_image noise: this run makes no noise image (-nonoise); drop -nonoise, or "
+                         "give -format_image float")
     if "-nexusfile" in wanted:
         from ..io.nexus import NEXUS_MISSING, nexus_available
 
@@ -64,10 +83,11 @@ def apply_format_flags(cfg, opts, cwd):
 
         if not png_available():
             raise UsageError(f"-pngfile: {PNG_MISSING}")
-    n_panels = len(cfg.panels.panels) if cfg.panels is not None else 1
-    if "-cbffile" in wanted and n_panels > 1:
-        raise UsageError(f"-cbffile: one panel per CBF file from the command line (DIALS misreads multi-panel "
-                         f"CBF); this detector has {n_panels} panels: use -nexusfile")
+    sizes = {(int(p.spixels), int(p.fpixels)) for p in cfg.panels.panels} if cfg.panels is not None else set()
+    if "-cbffile" in wanted and len(sizes) > 1:
+        shown = ", ".join(f"{s} x {f}" for s, f in sorted(sizes))
+        raise UsageError(f"-cbffile: the panels of a CBF file must share a size (DIALS reads one size for all), "
+                         f"these are {shown} (slow x fast): use -nexusfile")
     for f in ("-cbffile", "-pngfile"):
         if f in wanted and cfg.nimages > 1 and "#" not in wanted[f]:
             raise UsageError(f"{f} {wanted[f]!r}: with -nimages {cfg.nimages} the name needs a run of '#' for "
@@ -80,15 +100,17 @@ def apply_format_flags(cfg, opts, cwd):
         except OutputError as exc:
             raise UsageError(f"{f}: {exc}") from None
     cfg.formats = FormatOutputs({f: _path(cwd, n) for f, n in wanted.items()}, cfg.experiment, cfg.panels,
-                                cfg.nimages, png_scale=scale, compression=comp)
+                                cfg.nimages, png_scale=scale, compression=comp, image=image)
     return cfg
 
 
 class FormatOutputs:
     """Receives each rendered image (panel by panel) and writes the NeXus, CBF and PNG outputs."""
 
-    def __init__(self, names: dict, experiment, panels, n_images: int, *, png_scale="asinh", compression=None):
+    def __init__(self, names: dict, experiment, panels, n_images: int, *, png_scale="asinh", compression=None,
+                 image="float"):
         self.names = names
+        self.image = image  # "noise": the noise image (uint16 counts); "float": the rendered image
         self.experiment = experiment
         self.panels = panels
         self.n_images = int(n_images)
@@ -100,13 +122,21 @@ class FormatOutputs:
         self._nexus = None
         self._written: list = []
 
-    def add(self, image, experiment=None) -> None:
-        """One panel's float image (the panels of an image in order); a full image is written at once."""
+    def add(self, image, experiment=None, noise=None) -> None:
+        """One panel's float image and noise image (None without one), the panels of an image in order.
+
+        The files get the image chosen by ``-format_image``; a full image is written at once.
+        """
         import numpy as np
 
         from .._backend import to_numpy
 
-        self._pending.append(np.asarray(to_numpy(image), dtype=np.float32))
+        if self.image == "noise":
+            if noise is None:
+                raise ValueError("-format_image noise: no noise image was made")
+            self._pending.append(np.asarray(to_numpy(noise), dtype=np.uint16))
+        else:
+            self._pending.append(np.asarray(to_numpy(image), dtype=np.float32))
         if len(self._pending) < self.n_panels:
             return
         frame, self._pending = self._pending, []
@@ -116,8 +146,10 @@ class FormatOutputs:
             if self._nexus is None:
                 from ..io.nexus import NexusWriter
 
+                counts = dict(dtype="uint16", saturation_value=NOISE_SATURATION,
+                              underload_value=NOISE_UNDERLOAD) if self.image == "noise" else {}
                 self._nexus = NexusWriter(self.names["-nexusfile"], exp, self.panels, n_images=self.n_images,
-                                          compression=self.compression)
+                                          compression=self.compression, **counts)
             angle = float(experiment.crystal.phi_start_deg) if experiment is not None else None
             self._nexus.append(frame if self.n_panels > 1 else frame[0], angle_deg=angle)
         if "-cbffile" in self.names:
@@ -128,8 +160,9 @@ class FormatOutputs:
 
             g = geometry_from_experiment(exp, self.panels, n_images=self.n_images)
             name = image_name(self.names["-cbffile"], number)
-            atomic_write(name, cbf_bytes(frame[0], g, self._count,
-                                         name=os.path.splitext(os.path.basename(name))[0]))
+            counts = dict(overload=NOISE_SATURATION, undefined=NOISE_UNDERLOAD - 1) if self.image == "noise" else {}
+            atomic_write(name, cbf_bytes(frame if self.n_panels > 1 else frame[0], g, self._count,
+                                         name=os.path.splitext(os.path.basename(name))[0], **counts))
             print(f"writing {name}")
         if "-pngfile" in self.names:
             from ..io.names import image_name

@@ -139,8 +139,6 @@ def _run(cfg) -> int:
         image = image + bg
         del bg
     check_finite(image, exp)  # NaN or inf is an error naming the inputs, never an image
-    if cfg.formats is not None:  # -nexusfile, -cbffile, -pngfile (cli/format_flags.py)
-        cfg.formats.add(image, exp)
     st = image_stats(image, setup)
     print(f"  {setup.n_sources} sources, {setup.n_mosaic} mosaic domains, {setup.phi.count} phi steps, "
           f"{setup.oversample}x{setup.oversample} pixel oversample steps, {setup.thick.count} sensor layers")
@@ -167,6 +165,7 @@ def _run(cfg) -> int:
         header = io.pgm_header(det.fpixels, det.spixels, pscale)
         outputs.append((cfg.outputs.get("-pgmfile", "image.pgm"), [header, pixels]))
         del pixels
+    noise_counts = None  # the noise image (uint16), for -nexusfile, -cbffile, -pngfile
     if cfg.write_noise and cfg.detector_model is not None:  # -psf, -readout, ...: the detector model's image
         from .detector_flags import detector_noise_image
 
@@ -174,6 +173,7 @@ def _run(cfg) -> int:
         print(f"{photons:.0f} photons on noise image ({overloads} overloads; detector model)")
         nheader = _header(setup, exp, noise_image=True)
         outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, counts, cfg)))
+        noise_counts = counts
         del counts
     elif cfg.write_noise:
         rng = np.random.Generator(np.random.PCG64(cfg.seed))
@@ -189,7 +189,11 @@ def _run(cfg) -> int:
         print(f"{totals[0]:.0f} photons on noise image ({totals[1]} overloads)")
         nheader = _header(setup, exp, noise_image=True)
         outputs.append((cfg.outputs.get("-noisefile", "noiseimage.img"), _smv_bytes(nheader, counts, cfg)))
+        noise_counts = counts
         del counts
+    if cfg.formats is not None:  # -nexusfile, -cbffile, -pngfile (cli/format_flags.py): -format_image's choice
+        cfg.formats.add(image, exp, noise=noise_counts)
+    del noise_counts
     if cfg.fdump_written_from is not None:
         outputs.append(("Fdump.bin", io.fdump_bytes(cfg.fdump_written_from)))
     if "-run_report" in cfg.outputs:

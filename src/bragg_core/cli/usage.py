@@ -39,7 +39,9 @@ output:
   -nimages N             N images, image i from phi + i*osc; '#' runs in names -> image number (img_####.img)
   -exptfile FILE         write the DIALS experiment list of what was simulated  -dials_header  SMV header for DIALS
   -nexusfile FILE.nxs    NeXus NXmx (HDF5) of every image and panel   -nexus_compression bslz4|gzip|none
-  -cbffile FILE_####.cbf full CBF (imgCIF geometry) per image  -pngfile FILE.png  preview  -png_scale asinh|log
+  -cbffile FILE_####.cbf full CBF (imgCIF geometry) per image, every panel  -pngfile FILE.png  preview
+  -png_scale asinh|log   -format_image noise|float  what these three hold: the noise image's integer counts
+                         (default when the run makes one) or the noise-free float image (default with -nonoise)
 detector model and background (noisify's and nonBragg's terms):
   -psf gauss|fiber  -psf_fwhm um (46)  -psf_radius px  -readout ADU  -flicker frac  -calibration frac
   -calib_seed n  -gain ADU/photon    any of these: -noisefile holds the detector model's image (-seed, -adc)
