@@ -6,7 +6,11 @@ noise_####.img``: one CBF per image holds both panels.  dials.import gives, for 
 fast and slow axes and origin, pixel size and image size, the beam centre (where the beam meets the panel's
 plane) within 0.1 px and the distance within 0.01 mm; the rotation axis, image range and oscillation as
 simulated; the trusted range of the noise image (-1, 65535).  dxtbx (DIALS's Python) gives each image's
-pixels, panel by panel, equal to the run's noise files.  Skipped, with the reason, where DIALS is missing.
+pixels, panel by panel, equal to the run's noise files.
+
+A one-panel run's NXmx file and CBF series hold its noise image by default: DIALS gets the same trusted
+range, (-1, 65535), from both, and the pixels of the -noisefile images.  Skipped, with the reason, where
+DIALS (or, for NeXus, h5py) is missing.
 """
 
 from __future__ import annotations
@@ -100,3 +104,22 @@ def test_two_tilted_panels_in_one_cbf_per_image_come_back_from_dials(tmp_path):
             assert pixels[f"i{i}p{k}"].shape == (768, 512)
             assert np.array_equal(pixels[f"i{i}p{k}"], want.astype(np.int64)), (i, k)
         assert pixels[f"i{i}p1"].max() > pixels[f"i{i}p1"].min()  # not a blank panel
+
+
+def test_the_noise_image_reaches_dials_with_one_trusted_range_from_nexus_and_cbf(tmp_path):
+    pytest.importorskip("h5py", reason="the NeXus writer needs h5py (pip install 'bragg_core[nexus]')")
+    from bragg_core.io.smv import read_smv
+
+    _run([sys.executable, "-m", "bragg_core", "-cell", "50", "60", "70", "90", "90", "90", "-default_F", "100",
+          "-N", "5", "-lambda", "1", "-distance", "80", "-detpixels", "24", "-pixel", "0.1", "-phi", "3", "-osc",
+          "0.5", "-fluence", "1e26", "-nimages", "2", "-noisefile", "n_#.img", "-nexusfile", "run.nxs",
+          "-nexus_compression", "gzip", "-cbffile", "c_#.cbf", "-nopgm", "-noprogress"], tmp_path)
+    dxtbx_python = shutil.which("python3", path="/usr/bin") or "python3"
+    for kind, files in (("nexus", ["run.nxs"]), ("cbf", ["c_1.cbf", "c_2.cbf"])):
+        _run(["dials.import", *files, f"output.experiments={kind}.expt"], tmp_path)
+        got = json.loads(_run([dxtbx_python, "-c", DXTBX, f"{kind}.expt", f"{kind}.npz"], tmp_path).splitlines()[-1])
+        assert got["panels"][0]["trusted"] == [-1.0, 65535.0], kind
+        pixels = np.load(tmp_path / f"{kind}.npz")
+        for i in range(2):
+            noise = read_smv(tmp_path / f"n_{i + 1}.img")[1]
+            assert np.array_equal(pixels[f"i{i}p0"], noise.astype(np.int64)), (kind, i)
