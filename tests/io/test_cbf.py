@@ -236,3 +236,16 @@ def test_the_read_experiment_renders_the_same_image(tmp_path):
     _, g = read_cbf(tmp_path / "r.cbf", base=exp)
     b = np.asarray(simulate(g.experiment, backend="numpy", dtype="float64").image)
     np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * a.max())
+
+
+def test_a_uint16_noise_image_saturates_at_65535_as_in_nexus(tmp_path):
+    from bragg_core.noise import noise_image
+
+    noisy = noise_image(_images(1)[0].clip(0, 1e4), adc_offset=40.0, rng=np.random.default_rng(3)).image
+    assert noisy.dtype == np.uint16
+    write_cbf(tmp_path / "n.cbf", noisy, _exp())
+    counts, g = read_cbf(tmp_path / "n.cbf")
+    assert np.array_equal(counts, noisy.astype(np.int32))
+    assert (g.saturation_value, g.underload_value) == (65535.0, -1.0)
+    write_cbf(tmp_path / "f.cbf", noisy.astype(np.float32), _exp())  # a float image: no type to take it from
+    assert read_cbf(tmp_path / "f.cbf")[1].saturation_value == 2**31 - 1

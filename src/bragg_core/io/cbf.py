@@ -208,6 +208,20 @@ def _panel_list(image, n: int) -> list:
     raise ValueError(f"the detector has {n} panels; expected (panel, slow, fast) or a list, got shape {a.shape}")
 
 
+def _saturation(panels, scale: float, offset: float) -> float:
+    """The largest value of the images' integer type when it is narrower than int32 and kept as it is."""
+    from .._backend import to_numpy
+
+    if scale != 1.0 or offset != 0.0:
+        return 2**31 - 1
+    kinds = {np.asarray(to_numpy(a)).dtype for a in panels}
+    if len(kinds) == 1:
+        (dt,) = kinds
+        if dt.kind in "iu" and dt.itemsize < 4:
+            return float(np.iinfo(dt).max)
+    return 2**31 - 1
+
+
 def _binary_section(counts: np.ndarray, binary_id: int, several: bool = False) -> bytes:
     """One MIME-framed byte-offset section.
 
@@ -253,6 +267,11 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
     element and one array each, in one file, laid out for DIALS's multi-tile
     reader (module notes); they must share a size, as that reader gives
     every panel the last array's size.
+
+    ``overload`` (the saturation) defaults to the geometry's, else, for an
+    integer image narrower than 32 bits written as it is (a noise image is
+    ``uint16``), the largest value of its type (as :class:`NexusWriter` takes
+    it from an integer ``dtype``), else 2**31 - 1.
     """
     g = geometry
     n = len(g.panels)
@@ -277,7 +296,7 @@ def cbf_bytes(image, geometry: ImageSetGeometry, index: int = 0, *, scale: float
     e = R @ g.polar
     norm_deg = math.degrees(math.atan2(-e[0], e[1]))  # angle of the E-vector from +Y, about the beam
     sat = overload if overload is not None else (g.saturation_value if g.saturation_value is not None
-                                                 else 2**31 - 1)
+                                                 else _saturation(panels, scale, offset))
     block = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     t = ["###CBF: VERSION 1.5, bragg_core full CBF (imgCIF)\r\n\r\n", f"data_{block}\r\n\r\n"]
     t.append(_items("diffrn", [("id", "DS1")]))
