@@ -272,3 +272,63 @@ def run_threads(work: Callable, items: list, workers: int, ctx) -> list:
         return [work(x) for x in items]
     with intra_op_threads_paused(ctx), ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(work, items))
+
+
+# ----------------------------------------------------------------------------
+# Per-pixel image steps in blocks of rows
+# ----------------------------------------------------------------------------
+
+#: pixels of one block of a per-pixel image step: its temporaries stay in the core's cache
+BLOCK_PIXELS = 1 << 16
+
+
+def block_rows(width: int, per_pixel: int = 1, pixels: int | None = None) -> int:
+    """Rows of one block of an image ``width`` pixels wide, ``per_pixel`` elements each (cache-sized)."""
+    target = BLOCK_PIXELS if pixels is None else pixels
+    return max(1, target // max(1, width * per_pixel))
+
+
+def map_row_blocks(ctx, n_rows: int, rows: int, fn: Callable, outputs, *, host: bool, pixels: int):
+    """The arrays ``fn(r0, r1)`` gives for blocks of rows, joined along the rows (a tuple, one per output).
+
+    ``fn(r0, r1)`` returns a tuple of arrays of this context whose first axis
+    has r1 - r0 entries; ``outputs`` names each one's host dtype and trailing
+    shape, e.g. ``(("float64", (W,)), ("int64", ()))``.  A block's values must
+    depend on nothing but its rows (never on the blocking), so the result is
+    the same however the rows are split.
+
+    * lazy backends (one graph): a single call over all rows;
+    * ``host`` (the caller says the backend writes into a preallocated host
+      array and no input carries a gradient): every block is written into one
+      host array per output, by forked workers where :func:`should_fork`
+      allows (``pixels``: the work, in pixels), else in this process;
+    * otherwise the blocks are concatenated (gradients flow through).
+    """
+    if ctx.caps.lazy or n_rows <= rows:
+        return tuple(fn(0, n_rows))
+    starts = list(range(0, n_rows, rows))
+    if not host:
+        parts = [fn(r0, min(n_rows, r0 + rows)) for r0 in starts]
+        return tuple(ctx.xp.concat([p[i] for p in parts], axis=0) for i in range(len(outputs)))
+    from .._backend import to_numpy
+
+    keep_tile_buffers()
+    workers = worker_count(ctx.caps, len(starts))
+    forked = should_fork(ctx.caps, workers, pixels)
+    make = shared_empty if forked else np.empty
+    host_out = [make((n_rows,) + tuple(shape), np.dtype(dt)) for dt, shape in outputs]
+
+    def fill(i: int) -> int:
+        r0 = starts[i]
+        r1 = min(n_rows, r0 + rows)
+        for dst, part in zip(host_out, fn(r0, r1)):
+            dst[r0:r1] = to_numpy(part)
+        return r1 - r0
+
+    if forked:
+        with intra_op_threads_paused(ctx):
+            run_forked(fill, len(starts), workers, child_init=lambda: ctx.intra_op_threads(1))
+    else:
+        for i in range(len(starts)):
+            fill(i)
+    return tuple(ctx.from_host(a) for a in host_out)
