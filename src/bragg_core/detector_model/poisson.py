@@ -1,10 +1,15 @@
 """Poisson deviates from counter-based uniforms, exact in distribution, vectorised over pixels.
 
 * mean < 10: inversion of the cumulative distribution with one uniform;
-* mean >= 10: Hormann's transformed rejection with squeeze (PTRS), each round
+* 10 <= mean <= 1e6: Hormann's transformed rejection with squeeze (PTRS), each round
   drawing two fresh uniforms per pixel (the 32-bit halves of draw 1 + r), up
   to 16 rounds (acceptance is about 0.9 per round; a pixel still pending after
   16 rounds, probability about 1e-16, gets the rounded normal approximation);
+* mean > 1e6: the normal approximation, as the reference's generator takes it
+  there, rounded to an integer: floor(mean + sqrt(mean) N + 1/2), N the
+  sine deviate of the read-out stream's Box-Muller pair (whose cosine is the
+  read-out noise: one hashed value serves both; the approximation's skewness
+  error is 1/sqrt(mean) < 1e-3 of a standard deviation);
 * mean <= 0 or NaN: 0.
 
 Loops run over inversion steps and rejection rounds, never over pixels.  On
@@ -21,11 +26,12 @@ import math
 import numpy as np
 
 from .._backend import is_lazy
-from .counter_rng import STREAMS, stream_key, uniform, uniform_pair
+from .counter_rng import STREAMS, normal, normal_pair, stream_key, uniform, uniform_pair
 
-__all__ = ["poisson", "log_factorial", "SMALL_MEAN", "MAX_ROUNDS", "MAX_STEPS"]
+__all__ = ["poisson", "log_factorial", "SMALL_MEAN", "NORMAL_MEAN", "MAX_ROUNDS", "MAX_STEPS"]
 
 SMALL_MEAN = 10.0
+NORMAL_MEAN = 1.0e6
 MAX_ROUNDS = 16
 MAX_STEPS = 64   # P(X >= 64) < 1e-30 for a mean below 10
 _LOG_FACT = np.array([math.lgamma(k + 1.0) for k in range(33)])
@@ -112,8 +118,6 @@ def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool):
             res = xp.where(pending & accept, kk, res)
             pending = pending & ~accept
     # still pending after MAX_ROUNDS rounds (probability ~1e-16 per pixel): rounded normal approximation
-    from .counter_rng import normal
-
     approx = xp.floor(ll + xp.sqrt(ll) * normal(xp, bb, seed, stream, shot, 1 + MAX_ROUNDS, dt) + 0.5)
     approx = xp.where(approx < 0, xp.zeros_like(approx), approx)
     if compact:
@@ -128,18 +132,38 @@ def _full_test(xp, V, us, k, lam, a, b, table):
     return lhs <= -lam + k * xp.log(lam) - log_factorial(xp, k, table)
 
 
-def poisson(xp, mean, base, seed: int, shot: int):
-    """One Poisson deviate (float, same dtype) per element of ``mean`` (1-D); ``base`` = pixel_base of the pixels."""
+def approx_normal(xp, base, seed: int, shot: int, dtype):
+    """The deviates of the normal approximation: the sine half of the read-out stream's pair."""
+    return normal_pair(xp, base, seed, STREAMS["readout"], shot, 0, dtype)[1]
+
+
+def _normal_approx(lam, n, xp):
+    """floor(lam + sqrt(lam) N + 1/2) (above NORMAL_MEAN, |N| < 6.7 keeps it positive)."""
+    return xp.floor(lam + xp.sqrt(lam) * n + 0.5)
+
+
+def poisson(xp, mean, base, seed: int, shot: int, approx=None):
+    """One Poisson deviate (float, same dtype) per element of ``mean`` (1-D); ``base`` = pixel_base of the pixels.
+
+    ``approx``: the normal deviates of the pixels (:func:`approx_normal`), if the caller has them already.
+    """
     lazy = is_lazy(mean)
+    if not lazy and bool(xp.all(mean > NORMAL_MEAN)):  # one regime: no masks at all
+        n = approx if approx is not None else approx_normal(xp, base, seed, shot, mean.dtype)
+        return _normal_approx(mean, n, xp)
     key0 = stream_key(seed, STREAMS["poisson"], shot, 0)
     ok = mean > 0  # also False for NaN
     lam = xp.where(ok, mean, xp.zeros_like(mean))
     small = ok & (lam < SMALL_MEAN)
-    large = ok & (lam >= SMALL_MEAN)
+    huge = lam > NORMAL_MEAN
+    large = ok & (lam >= SMALL_MEAN) & ~huge
     if lazy:  # JAX, Dask: fixed shapes, every loop to its bound
         ls = xp.where(small, lam, xp.zeros_like(lam))
         ll = xp.where(large, lam, xp.full_like(lam, SMALL_MEAN))
+        lh = xp.where(huge, lam, xp.full_like(lam, NORMAL_MEAN))
+        n = approx if approx is not None else approx_normal(xp, base, seed, shot, mean.dtype)
         out = xp.where(small, _inversion(xp, ls, base, key0, False), xp.zeros_like(lam))
+        out = xp.where(huge, _normal_approx(lh, n, xp), out)
         return xp.where(large, _ptrs(xp, ll, base, seed, shot, False), out)
     # eager backends: work on the pixels of each regime only (boolean indexing)
     out = xp.zeros_like(lam)
@@ -147,6 +171,9 @@ def poisson(xp, mean, base, seed: int, shot: int):
         out[small] = _inversion(xp, lam[small], base[small], key0, True)
     if bool(xp.any(large)):
         out[large] = _ptrs(xp, lam[large], base[large], seed, shot, True)
+    if bool(xp.any(huge)):
+        n = approx[huge] if approx is not None else approx_normal(xp, base[huge], seed, shot, mean.dtype)
+        out[huge] = _normal_approx(lam[huge], n, xp)
     return out
 
 

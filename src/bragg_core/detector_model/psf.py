@@ -10,9 +10,16 @@ of pixel offsets (dx, dy), set to zero outside the disk dx^2 + dy^2 <= R^2:
   atan(x y / (g sqrt(g^2 + x^2 + y^2))) / (2 pi).
 
 The image is convolved with the kernel (pixels <= 0 spread nothing; zero
-padding at the edges) by FFT where the namespace has ``xp.fft`` and it accepts
-the arrays, else (no FFT extension; Dask along a chunked axis) by a sum over
-the (2R+1)^2 kernel taps of shifted copies of the image.  Then the photons the truncated kernel is taken to
+padding at the edges).  The Gaussian kernel is a product of per-axis weights
+e(dx) e(dy) cut to the disk, so its row dy holds the weights e(dx) for
+|dx| <= w(dy) = floor(sqrt(R^2 - dy^2)): the image is summed along the rows
+into H_w = sum_{|dx| <= w} e(dx) I(x + dx) (w = 0..R, one shifted pair per
+step), and out = sum_dy e(dy) H_w(dy)(y + dy) along the columns, about 6R
+array passes instead of (2R+1)^2 taps; this is done for radii up to
+``MAX_TAP_RADIUS``, in blocks of rows with a halo of R rows.  Other kernels
+(and wider Gaussians) go by FFT where the namespace has ``xp.fft`` and it
+accepts the arrays, else (no FFT extension; Dask along a chunked axis) by a
+sum over the (2R+1)^2 kernel taps of shifted copies of the image.  Then the photons the truncated kernel is taken to
 lose, sum(I > 0) x exp(-ln 16 (R/w)^2) (Gaussian) or x g / sqrt(g^2 + R^2)
 (fiber), are spread evenly over the image, as the reference does.
 """
@@ -23,11 +30,14 @@ import math
 
 from .._backend import host_scalar
 
-__all__ = ["erf", "psf_kernel", "auto_radius", "apply_psf", "FIBER_G_PER_FWHM"]
+__all__ = ["erf", "psf_kernel", "auto_radius", "apply_psf", "FIBER_G_PER_FWHM", "MAX_TAP_RADIUS", "gauss_weights",
+           "gauss_rows", "separable"]
 
 FIBER_G_PER_FWHM = 0.652383013252053
 _C = 2.0 * math.sqrt(math.log(2.0))
 _ERF_TERMS = 128
+#: the largest Gaussian radius convolved by row and column sums (about 6R passes) rather than by FFT
+MAX_TAP_RADIUS = 32
 
 
 def erf(xp, x):
@@ -46,6 +56,64 @@ def erf(xp, x):
         s = s + t
     val = xp.minimum((2.0 / math.sqrt(math.pi)) * xp.exp(-ax * ax) * s, xp.ones_like(ax))
     return xp.where(x < 0, -val, val)
+
+
+def gauss_weights(xp, fwhm_px, radius: int, like):
+    """Per-axis weights (2R+1,) whose outer product is the Gaussian kernel before the disk cut (each
+    carries a factor 1/2 of the kernel's 1/4)."""
+    edges = xp.astype(xp.arange(-radius, radius + 2, device=_dev(like)), like.dtype) - 0.5
+    E = erf(xp, _C * edges / fwhm_px)   # erf at the 2R+2 pixel edges, once (one array: one Dask chunk)
+    return 0.5 * (E[1:] - E[:-1])
+
+
+def separable(kind: str, radius: int) -> bool:
+    """Whether the PSF of this kind and radius is convolved by row and column sums (:func:`gauss_rows`)."""
+    return kind == "gauss" and 1 <= radius <= MAX_TAP_RADIUS
+
+
+def _zeros(xp, shape, like):
+    return xp.zeros(shape, dtype=like.dtype, device=_dev(like))
+
+
+def gauss_rows(xp, image, e, radius: int, r0: int, r1: int, scale=None, clip: bool = True):
+    """Rows r0:r1 of the Gaussian-PSF convolution of ``image`` x ``scale`` (whole image (H, W)), values
+    below 0 (and NaN) counted as 0 unless ``clip`` is False (an image without any).
+
+    ``e``: :func:`gauss_weights`.  Reads rows r0 - R .. r1 + R; the result
+    depends on the rows asked for only through which ones it returns.
+    """
+    H, W = image.shape
+    R = int(radius)
+    a, b = max(0, r0 - R), min(H, r1 + R)
+    tile = image[a:b, :]
+    if scale is not None:
+        tile = tile * scale
+    if clip:
+        tile = xp.where(tile > 0, tile, xp.zeros_like(tile))
+    zc = _zeros(xp, (b - a, R), tile)
+    tile = xp.concat([zc, tile, zc], axis=1)                # (b - a, W + 2R)
+    pad_top, pad_bottom = R - (r0 - a), R - (b - r1)
+    if pad_top or pad_bottom:
+        rows = [tile]
+        if pad_top:
+            rows.insert(0, _zeros(xp, (pad_top, W + 2 * R), tile))
+        if pad_bottom:
+            rows.append(_zeros(xp, (pad_bottom, W + 2 * R), tile))
+        tile = xp.concat(rows, axis=0)                      # (r1 - r0 + 2R, W + 2R)
+    h = r1 - r0
+    widths = [math.isqrt(R * R - d * d) for d in range(R + 1)]
+    need = set(widths)
+    acc = e[R] * tile[:, R:R + W]
+    sums = {0: acc}
+    for dx in range(1, max(widths) + 1):  # kernel columns, one symmetric pair each
+        acc = acc + e[R + dx] * (tile[:, R - dx:R - dx + W] + tile[:, R + dx:R + dx + W])
+        if dx in need:
+            sums[dx] = acc
+    out = e[R] * sums[widths[0]][R:R + h, :]
+    for dy in range(1, R + 1):  # kernel rows, one symmetric pair each
+        s = sums[widths[dy]]
+        out = out + e[R + dy] * (s[R - dy:R - dy + h, :] + s[R + dy:R + dy + h, :])
+    return out
 
 
 def psf_kernel(xp, kind: str, fwhm_px, radius: int, like):
@@ -142,7 +210,10 @@ def apply_psf(xp, image, kind: str, fwhm_px, radius: int = 0):
             return xp.zeros_like(image)  # the reference's "no photons" case
         radius = auto_radius(kind, fw_h, mx, image.shape)
     radius = max(1, min(int(radius), max(image.shape)))
-    kernel = psf_kernel(xp, kind, fwhm_px, radius, image)
-    out = _convolve(xp, positive, kernel, radius)
+    if separable(kind, radius):
+        out = gauss_rows(xp, positive, gauss_weights(xp, fwhm_px, radius, image), radius, 0, image.shape[0],
+                         clip=False)
+    else:
+        out = _convolve(xp, positive, psf_kernel(xp, kind, fwhm_px, radius, image), radius)
     lost = xp.sum(positive) * lost_fraction(xp, kind, fwhm_px, radius)
     return out + lost / float(image.shape[0] * image.shape[1])
