@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Context, geometry_context, get_context, host_scalar, is_scalar
+from ._backend import Context, carries_gradient, geometry_context, get_context, host_scalar, is_scalar
+from .engine import parallel
 from .experiment import Experiment, ExperimentError
 from .geometry.detector import detector_geometry
 from .geometry.sources import beam_sources
 from .io.stol import BUILTIN_TABLES, StolTable, builtin_table, read_stol
-from .physics.amorphous import amorphous_tile, interpolation_coefficients, molecule_count, scale_factor
+from .physics.amorphous import Lookup, amorphous_tile, molecule_count, scale_factor
 
 __all__ = ["amorphous_background", "amorphous_background_panels", "resolve_material", "MATERIALS"]
 
@@ -33,7 +34,7 @@ MATERIALS = {
     "water": (1.0, 18.0), "shortwater": (1.0, 18.0), "ice": (0.92, 18.0), "nanoice": (0.92, 18.0),
     "air": (1.2e-3, 29.0), "unity": (1.0, 18.0),
 }
-_TILE_ELEMENTS = 1 << 21  # sub-pixel x source samples per tile (bounds the memory of one tile)
+_TILE_ELEMENTS = 1 << 16  # sub-pixel x source samples per block of rows (its temporaries stay in the cache)
 
 
 def resolve_material(material: Any, kind: str = "stol") -> StolTable:
@@ -126,19 +127,6 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
             capture = (thick_m, mu)
 
     S, Fp = det.spixels, det.fpixels
-    per_row = Fp * os_ * os_ * K
-    rows_per_tile = max(1, _TILE_ELEMENTS // max(per_row, 1))
-    cols = g.asarray(np.arange(Fp), dtype=xp.int64)
-    coef = interpolation_coefficients(table)
-    tiles = []
-    for r0 in range(0, S, rows_per_tile):  # tiles of rows bound the memory; pixels are vectorised
-        rows = g.asarray(np.arange(r0, min(S, r0 + rows_per_tile)), dtype=xp.int64)
-        tiles.append(amorphous_tile(g, dg, sources, table, rows, cols, oversample=os_, kahn=beam.kahn_factor,
-                                    polarization=bool(beam.polarization_correction), point_pixel=det.point_pixel,
-                                    curved=det.curved, capture=capture, coef=coef))
-    raw = tiles[0] if len(tiles) == 1 else xp.concat(tiles, axis=0)
-    raw = xp.astype(raw, ctx.dtype)
-
     A = ctx.asarray
     if molecules is not None:
         n_mol = A(molecules)
@@ -148,7 +136,27 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
         n_mol = molecule_count(ctx.xp, A(thickness_mm) * 1e-3, A(width_mm) * 1e-3, A(height_mm) * 1e-3,
                                A(density) * 1e6, A(mw),
                                None if bs_h is not None and bs_h < 0 else A(bs) * 1e-3)
-    image = raw * scale_factor(A(beam.fluence_photons_per_m2), n_mol, steps)
+    scale = scale_factor(A(beam.fluence_photons_per_m2), n_mol, steps)
+
+    per_row = Fp * os_ * os_ * K
+    cols = g.asarray(np.arange(Fp), dtype=xp.int64)
+    lookup = Lookup(table)
+    dtype = ctx.dtype
+
+    def block(r0, r1):
+        rows = g.asarray(np.arange(r0, r1), dtype=xp.int64)
+        raw = amorphous_tile(g, dg, sources, table, rows, cols, oversample=os_, kahn=beam.kahn_factor,
+                             polarization=bool(beam.polarization_correction), point_pixel=det.point_pixel,
+                             curved=det.curved, capture=capture, lookup=lookup)
+        raw = raw if raw.dtype == dtype else xp.astype(raw, dtype)
+        return (raw * scale,)
+
+    # blocks of rows of cache size; a host image shared by forked workers where nothing carries a gradient
+    host = ctx.caps.preallocated_image and not any(carries_gradient(v) for v in (*_experiment_arrays(experiment),
+                                                                                 *_arrays(*params)))
+    rows_per_block = parallel.block_rows(per_row, pixels=_TILE_ELEMENTS)
+    image, = parallel.map_row_blocks(ctx, S, rows_per_block, block, ((ctx.dtype_name, (Fp,)),), host=host,
+                                     pixels=S * per_row * 16)
 
     if det.roi is not None:
         xmin, xmax, ymin, ymax = det.roi

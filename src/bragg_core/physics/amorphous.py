@@ -17,6 +17,20 @@ dropped (the reference places them at +-1e98, which has the same effect to
 float64 rounding), so the end segments extrapolate from the last given rows.
 The cubic of each table interval is expanded once, on the host, into
 coefficients in s - s_i; a pixel then costs one search and one Horner step.
+The search is arithmetic where the table allows: a host guide over cells of
+half the smallest row spacing gives the row count at the cell's start, and
+two comparisons with the neighbouring rows correct it (a cell holds at most
+one row, and a rounding of the cell index is off by at most one cell), so
+the row found is exactly the one a binary search finds.
+
+Per pixel the geometry is formed from 1/R only: on a flat detector every
+projection u . pos of the sub-pixel position (pos = pix0 + S sdet + F fdet)
+is an outer sum of a term in S and one in F, and so is R^2 (sdet and fdet
+are orthogonal); cos 2theta = (i . pos)/R, s = |d - i| / (2 lambda) =
+sqrt(1 + |i|^2 - 2 cos 2theta) / (2 lambda), the Kahn factor
+(1 + cos^2 2theta - K ((e . pos)^2 - (b . pos)^2) / R^2) / 2 (the azimuth's
+sin^2 2theta cancels against its denominator) and the solid angle
+p^2 close / R^3.
 
 A sensor of finite thickness captures 1 - exp(-mu t / cos) of each ray (no
 parallax).  Geometry (positions, directions, s, F) is evaluated in float64
@@ -33,9 +47,10 @@ import numpy as np
 from ..geometry.vectors import rotate_axis
 from ..io.stol import StolTable
 from ..units import AVOGADRO, R_E_SQR_M2
-from .polarization import kahn_from_projections, polarization_frame
+from .polarization import is_unpolarised, polarization_frame
 
-__all__ = ["molecule_count", "structure_factor", "interpolation_coefficients", "amorphous_tile", "scale_factor"]
+__all__ = ["molecule_count", "structure_factor", "interpolation_coefficients", "amorphous_tile", "scale_factor",
+           "Lookup", "row_lookup"]
 
 
 def molecule_count(xp, thickness_m, width_m, height_m, density_g_m3, molecular_weight, beam_size_m):
@@ -98,25 +113,80 @@ def interpolation_coefficients(table: StolTable) -> np.ndarray:
     return coef
 
 
-def structure_factor(xp, table: StolTable, stol_per_m, g, coef=None):
+#: the largest guide (cells) the arithmetic row search builds on the host; beyond, a binary search
+MAX_GUIDE = 1 << 22
+
+
+class Lookup:
+    """Host tables of a structure-factor table: coefficients and, where the rows allow, the search guide."""
+
+    def __init__(self, table: StolTable, coef=None):
+        x = np.asarray(table.stol_per_m, dtype=np.float64)
+        self.x = x
+        self.coef = interpolation_coefficients(table) if coef is None else coef
+        self.origin = np.concatenate([x[:1], x])           # s_i of the row serving each count
+        self.guide = None
+        d = np.diff(x)
+        if x.size >= 2 and np.all(d > 0):
+            h = float(d.min()) / 2.0
+            cells = int(math.ceil((x[-1] - x[0]) / h)) + 1
+            if cells <= MAX_GUIDE:
+                starts = x[0] + h * np.arange(cells)
+                guide = np.searchsorted(x, starts, side="right")  # rows <= the cell's start (>= 1)
+                above = np.concatenate([x, [np.inf]])
+                self.x0, self.inv_h, self.cells = float(x[0]), 1.0 / h, cells
+                self.guide = guide.astype(np.int64)
+                self.next_row = above[guide]                # the first row above the start
+                self.this_row = x[guide - 1]                # the last row at or below it
+        self._arrays: dict = {}
+
+    def arrays(self, g):
+        key = (id(g.xp), str(g.device), str(g.dtype))
+        got = self._arrays.get(key)
+        if got is None:
+            A = g.asarray
+            got = dict(x=A(self.x), origin=A(self.origin), c=[A(self.coef[:, k]) for k in range(4)])
+            if self.guide is not None:
+                got.update(guide=A(self.guide, dtype=g.xp.int64), next_row=A(self.next_row),
+                           this_row=A(self.this_row))
+            if len(self._arrays) < 8:
+                self._arrays[key] = got
+        return got
+
+
+def row_lookup(xp, lk: Lookup, arrs, s):
+    """Number of table rows <= s (as a binary search finds it), int64, same shape as ``s`` (1-D)."""
+    if lk.guide is None:
+        return xp.astype(_searchsorted_right(xp, arrs["x"], s), xp.int64)
+    cell = xp.astype(xp.clip(xp.floor((s - lk.x0) * lk.inv_h), 0.0, float(lk.cells - 1)), xp.int64)
+    g = xp.take(arrs["guide"], cell, axis=0)
+    up = xp.astype(s >= xp.take(arrs["next_row"], cell, axis=0), xp.int64)
+    down = xp.astype(s < xp.take(arrs["this_row"], cell, axis=0), xp.int64)
+    return g + up - down
+
+
+def structure_factor(xp, table: StolTable, stol_per_m, g, coef=None, lookup: Lookup | None = None):
     """F(s) of the four-row Lagrange interpolation on the table (arrays of the geometry context ``g``)."""
-    if coef is None:
-        coef = interpolation_coefficients(table)
+    lk = lookup if lookup is not None else Lookup(table, coef)
+    arrs = lk.arrays(g)
     shape = stol_per_m.shape
     s = xp.reshape(stol_per_m, (-1,))
-    row = _searchsorted_right(xp, g.asarray(table.stol_per_m), s)   # i + 1 for s_i <= s < s_(i+1)
-    row = xp.astype(row, xp.int64)
-    origin = g.asarray(np.concatenate([table.stol_per_m[:1], table.stol_per_m]))
-    t = s - xp.take(origin, row, axis=0)
-    C = g.asarray(coef)
-    F = xp.take(C[:, 3], row, axis=0)
+    row = row_lookup(xp, lk, arrs, s)                      # i + 1 for s_i <= s < s_(i+1)
+    t = s - xp.take(arrs["origin"], row, axis=0)
+    C = arrs["c"]
+    F = xp.take(C[3], row, axis=0)
     for k in (2, 1, 0):
-        F = F * t + xp.take(C[:, k], row, axis=0)
+        F = F * t + xp.take(C[k], row, axis=0)
     return xp.reshape(F, shape)
 
 
+def _dot3(u, v):
+    return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
+
+
 def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: int, kahn: Any,
-                   polarization: bool, point_pixel: bool, curved: bool, capture: Any = None, coef=None):
+                   polarization: bool, point_pixel: bool, curved: bool, capture: Any = None, coef=None,
+                   lookup: Lookup | None = None):
     """sum over sub-pixels and sources of sign(F) F^2 P Omega for the pixels ``rows`` x ``cols``.
 
     ``rows``/``cols`` are integer index arrays (slow, fast) of the geometry
@@ -126,6 +196,8 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
     Returns an array (len(rows), len(cols)) in float64 (where available), not yet
     divided by the number of steps.
     """
+    from .._backend import host_scalar
+
     xp = g.xp
     os_ = int(oversample)
     px = dg.pixel_size_m
@@ -133,46 +205,70 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
     j = g.asarray(np.arange(os_, dtype=np.float64))
     r = xp.astype(rows, g.dtype)
     c = xp.astype(cols, g.dtype)
-    Fd = (sub * (c[:, None] * os_ + j[None, :]) + sub / 2.0)[None, None, :, :]   # (1, 1, C, o)
-    Sd = (sub * (r[:, None] * os_ + j[None, :]) + sub / 2.0)[:, :, None, None]   # (R, o, 1, 1)
-    # positions as x, y, z arrays (R, o_slow, C, o_fast)
-    pos = [dg.pix0_m[i] + Sd * dg.sdet[i] + Fd * dg.fdet[i] for i in range(3)]
+    Fd = sub * (c[:, None] * os_ + j[None, :]) + sub / 2.0    # (C, o)
+    Sd = sub * (r[:, None] * os_ + j[None, :]) + sub / 2.0    # (R, o)
+    p0, sv, fv = dg.pix0_m, dg.sdet, dg.fdet
     if curved:
+        Fd4, Sd4 = Fd[None, None, :, :], Sd[:, :, None, None]
+        pos = [p0[i] + Sd4 * sv[i] + Fd4 * fv[i] for i in range(3)]   # (R, o_slow, C, o_fast)
         start = dg.distance_m * dg.beam
-        tilted = rotate_axis(xp, start, dg.sdet, pos[1] / dg.distance_m)
-        bent = rotate_axis(xp, tilted, dg.fdet, pos[2] / dg.distance_m)
+        tilted = rotate_axis(xp, start, sv, pos[1] / dg.distance_m)
+        bent = rotate_axis(xp, tilted, fv, pos[2] / dg.distance_m)
         pos = [bent[..., i] for i in range(3)]
-    R2 = pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2]
-    R = xp.sqrt(R2)
-    d = [p / R for p in pos]
-    if point_pixel:
-        omega = 1.0 / R2
+
+        def proj(u):
+            return _dot3(pos, u)
+
+        R2 = _dot3(pos, pos)
     else:
-        omega = (px * px) * dg.close_distance_m / (R2 * R)
+        def proj(u):  # u . pos: a term of the slow and one of the fast position, added as an outer sum
+            a = _dot3(u, p0) + Sd * _dot3(u, sv)
+            return a[:, :, None, None] + (Fd * _dot3(u, fv))[None, None, :, :]
+
+        a = _dot3(p0, p0) + Sd * (2.0 * _dot3(p0, sv) + Sd * _dot3(sv, sv))
+        b = Fd * (2.0 * _dot3(p0, fv) + Fd * _dot3(fv, fv))
+        R2 = a[:, :, None, None] + b[None, None, :, :]
+        sf = _dot3(sv, fv)
+        sf_h = host_scalar(sf)
+        if sf_h is None or abs(sf_h) > 1e-12:  # axes not orthogonal (never for a built detector)
+            R2 = R2 + (2.0 * sf) * (Sd[:, :, None, None] * Fd[None, None, :, :])
+    inv_R2 = 1.0 / R2
+    inv_R = xp.sqrt(inv_R2)
+    if point_pixel:
+        omega = inv_R2
+    else:
+        omega = ((px * px) * dg.close_distance_m) * (inv_R2 * inv_R)
     if capture is not None:
         thick_m, mu = capture
-        cos_o = xp.abs(d[0] * dg.odet[0] + d[1] * dg.odet[1] + d[2] * dg.odet[2])
+        cos_o = xp.abs(proj(dg.odet) * inv_R)
         omega = omega * (1.0 - xp.exp(-thick_m * mu / cos_o))
     inc = sources.incident                                   # (K, 3)
     lam = sources.wavelength_m                               # (K,)
     K = int(inc.shape[0])
-    if coef is None:
-        coef = interpolation_coefficients(table)
-    if polarization:
+    lk = lookup if lookup is not None else Lookup(table, coef)
+    plain = is_unpolarised(kahn) or not polarization
+    if polarization and not plain:
         b_in, e_in = polarization_frame(xp, inc, dg.polar)
     total = None
     for k in range(K):  # sources (a handful); pixels and sub-pixels stay vectorised
-        q = [(d[i] - inc[k, i]) / lam[k] for i in range(3)]
-        stol = 0.5 * xp.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
-        F = structure_factor(xp, table, stol, g, coef)
-        term = xp.where(F < 0, -(F * F), F * F)
+        ik = [inc[k, i] for i in range(3)]
+        c2t = proj(ik) * inv_R
+        half_q2 = xp.clip((1.0 + _dot3(ik, ik)) - 2.0 * c2t, min=0.0)   # |d - i|^2
+        stol = (0.5 / lam[k]) * xp.sqrt(half_q2)
+        F = structure_factor(xp, table, stol, g, lookup=lk)
+        term = F * xp.abs(F)                                 # sign(F) F^2
         if polarization:
-            c2t = d[0] * inc[k, 0] + d[1] * inc[k, 1] + d[2] * inc[k, 2]
-            e_out = d[0] * e_in[k, 0] + d[1] * e_in[k, 1] + d[2] * e_in[k, 2]
-            b_out = d[0] * b_in[k, 0] + d[1] * b_in[k, 1] + d[2] * b_in[k, 2]
-            term = term * kahn_from_projections(xp, c2t, e_out, b_out, kahn)
+            if plain:
+                pol = 0.5 + 0.5 * (c2t * c2t)
+            else:
+                pe = proj([e_in[k, i] for i in range(3)])
+                pb = proj([b_in[k, i] for i in range(3)])
+                pol = 0.5 * ((1.0 + c2t * c2t) - kahn * ((pe * pe - pb * pb) * inv_R2))
+            term = term * pol
         total = term if total is None else total + term
     total = total * omega
+    if os_ == 1:
+        return xp.reshape(total, (total.shape[0], total.shape[2]))
     return xp.sum(xp.sum(total, axis=3), axis=1)            # over sub-fast, sub-slow
 
 
