@@ -51,6 +51,21 @@ def resolve_material(material: Any, kind: str = "stol") -> StolTable:
                     f"not {type(material).__name__}")
 
 
+_LOOKUPS: dict = {}
+
+
+def _lookup(table: StolTable) -> Lookup:
+    """The host search tables of ``table``, kept for the last few tables (built-in tables are shared)."""
+    hit = _LOOKUPS.get(id(table))
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    lk = Lookup(table)
+    if len(_LOOKUPS) >= 16:
+        _LOOKUPS.pop(next(iter(_LOOKUPS)))
+    _LOOKUPS[id(table)] = (table, lk)
+    return lk
+
+
 def _arrays(*values):
     out = []
     for v in values:
@@ -140,7 +155,7 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
 
     per_row = Fp * os_ * os_ * K
     cols = g.asarray(np.arange(Fp), dtype=xp.int64)
-    lookup = Lookup(table)
+    lookup = _lookup(table)
     dtype = ctx.dtype
 
     def block(r0, r1):

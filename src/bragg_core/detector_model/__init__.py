@@ -197,7 +197,8 @@ def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixe
 
     def finish(r0, r1, photons, n2=None):
         """ADU, counts and overloads of rows r0:r1 from their final photons."""
-        adu = photons * _param(g, model.quantum_gain) + _param(g, model.adc_offset)
+        adu = photons if _one(model.quantum_gain) else photons * _param(g, model.quantum_gain)
+        adu = adu + _param(g, model.adc_offset)
         if readout:
             if n2 is None:
                 n2 = normal(xp, base_of(r0, r1), model.seed, STREAMS["readout"], model.shot, 0, gg.dtype)
@@ -242,7 +243,10 @@ def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixe
 
     # with a PSF: the (noisy) photons and their positive sum per row first; then the PSF and the ADC
     def first(r0, r1):
-        p = noisy_rows(r0, r1, False)[0] if noise else src[r0:r1, :] * scale
+        if noise:
+            p = noisy_rows(r0, r1, False)[0]
+        else:
+            p = src[r0:r1, :] if _one(model.scale) else src[r0:r1, :] * scale
         pos = xp.where(p > 0, p, xp.zeros_like(p))
         return p, xp.sum(pos, axis=1)
 

@@ -133,5 +133,13 @@ def builtin_table(name: str, kind: str = "stol") -> StolTable:
     base = name[:-5] if name.endswith(".stol") else name
     if base not in BUILTIN_TABLES:
         raise StolFormatError(f"no built-in table {name!r}; built-in tables: {', '.join(BUILTIN_TABLES)}")
-    ref = resources.files("bragg_core").joinpath("data", "stol", base + ".stol")
-    return parse_stol(ref.read_text(encoding="utf-8"), kind=kind, source=f"{base}.stol (built-in)")
+    key = (base, kind)
+    table = _BUILTIN_CACHE.get(key)
+    if table is None:  # parsed once per process (water.stol has 10 000 rows); callers never write to it
+        ref = resources.files("bragg_core").joinpath("data", "stol", base + ".stol")
+        table = parse_stol(ref.read_text(encoding="utf-8"), kind=kind, source=f"{base}.stol (built-in)")
+        _BUILTIN_CACHE[key] = table
+    return table
+
+
+_BUILTIN_CACHE: dict = {}
