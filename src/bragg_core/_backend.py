@@ -362,6 +362,8 @@ class Capabilities:
     jit_tiles: bool              # the tile function is compiled once per tile shape
     slow_float64_trig: bool      # float64 sin/cos are not vectorised (a polynomial is faster)
     lazy: bool                   # values are not materialised until asked for
+    wrapping_uint64: bool        # uint64 arrays multiply modulo 2^64 and shift right logically (the counter-based
+                                 # generator hashes in them; in int64, with masked shifts, elsewhere)
     in_place: bool = False       # arithmetic may update fresh temporaries in place (a += b) in renders
                                  # without gradients: fewer allocations and passes over memory
 
@@ -377,6 +379,7 @@ class Capabilities:
             jit_tiles=name == "jax",
             slow_float64_trig=numpy,
             lazy=name in ("dask", "jax"),
+            wrapping_uint64=name in ("numpy", "array_api_strict", "dask"),
             in_place=numpy or name == "cupy",
         )
 

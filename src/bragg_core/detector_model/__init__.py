@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, Optional
 
 from .._backend import Context, carries_gradient, geometry_context, get_context, host_scalar, is_scalar
 from ..engine import parallel
-from .counter_rng import GAMMA, STREAMS, normal, normal_pair, pixel_base
+from .counter_rng import STREAMS, normal, normal_pair, pixel_base
 from .poisson import poisson
 from .psf import apply_psf, auto_radius, gauss_rows, gauss_weights, lost_fraction, psf_kernel, separable, _convolve
 
@@ -186,8 +186,8 @@ def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixe
     fdt = g.dtype_name
     if noise or readout:
         if pixel_index is None:
-            rowb = (xp.arange(H, dtype=xp.int64, device=g.device) * W) * GAMMA
-            colb = xp.arange(W, dtype=xp.int64, device=g.device) * GAMMA
+            rowb = pixel_base(xp, xp.arange(H, dtype=xp.int64, device=g.device) * W)
+            colb = pixel_base(xp, xp.arange(W, dtype=xp.int64, device=g.device))
 
             def base_of(r0, r1):  # pixel * gamma = row * (W gamma) + col * gamma (mod 2^64)
                 return xp.reshape(rowb[r0:r1, None] + colb[None, :], (-1,))

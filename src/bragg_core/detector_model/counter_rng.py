@@ -12,7 +12,9 @@ stream number, the shot and the draw index.  The arithmetic is done in int64
 arrays (multiplication wraps modulo 2^64 on every backend; right shifts are
 made logical by masking), so the same key and pixel give the same 64-bit
 integer on NumPy, torch, JAX (x64), CuPy, Dask and array-api-strict, whatever
-the tiling of the image.  Single uniform deviates take the top 53 bits:
+the tiling of the image.  Where the backend's uint64 arrays wrap and shift
+logically (``Capabilities.wrapping_uint64``) the same arithmetic runs in
+uint64, one operation shorter per shift; the bits are the same.  Single uniform deviates take the top 53 bits:
 u = (z >>> 11 + 0.5) 2^-53, in (0, 1), exactly representable in float64;
 pairs (for Box-Muller and the Poisson rejection rounds) take the two 32-bit
 halves of one value.
@@ -69,18 +71,40 @@ def stream_key(seed: int, stream: int, shot: int, draw: int) -> int:
     return _signed(z)
 
 
-def _shr(x, s: int):
-    """Logical right shift of int64 values."""
-    return (x >> s) & ((1 << (64 - s)) - 1)
+_UNSIGNED: dict = {}
+
+
+def unsigned(xp) -> bool:
+    """Whether this namespace hashes in uint64 (see the module docstring)."""
+    got = _UNSIGNED.get(id(xp))
+    if got is None:
+        from .._backend import Capabilities, backend_name
+
+        got = _UNSIGNED[id(xp)] = Capabilities.of(backend_name(xp)).wrapping_uint64
+    return got
+
+
+def _shr(x, s: int, logical: bool = False):
+    """Logical right shift of int64 values (``logical``: of uint64 values, which shift logically)."""
+    return x >> s if logical else (x >> s) & ((1 << (64 - s)) - 1)
 
 
 def pixel_base(xp, pixel_index):
-    """pixel * gamma (mod 2^64) for an int64 array of global pixel indices (computed once per image)."""
+    """pixel * gamma (mod 2^64) for an int64 array of global pixel indices (computed once per image);
+    uint64 where the namespace hashes in it."""
+    if unsigned(xp):
+        return xp.astype(pixel_index, xp.uint64) * GAMMA_U
     return pixel_index * GAMMA
 
 
 def bits(xp, base, key: int):
-    """64 random bits (int64) per element of ``base`` for one key."""
+    """64 random bits per element of ``base`` (from :func:`pixel_base`: int64 or uint64) for one key."""
+    u = base.dtype == xp.uint64
+    if u:
+        z = base + (key & _M64)
+        z = (z ^ (z >> 30)) * _M1_U
+        z = (z ^ (z >> 27)) * _M2_U
+        return z ^ (z >> 31)
     z = base + key
     z = (z ^ _shr(z, 30)) * _M1
     z = (z ^ _shr(z, 27)) * _M2
@@ -89,14 +113,15 @@ def bits(xp, base, key: int):
 
 def uniform(xp, base, key: int, dtype):
     """Uniform deviates in (0, 1) (``dtype`` float64 keeps all 53 bits)."""
-    top = xp.astype(_shr(bits(xp, base, key), 11), dtype)
+    z = bits(xp, base, key)
+    top = xp.astype(_shr(z, 11, z.dtype == xp.uint64), dtype)
     return (top + 0.5) * (2.0 ** -53)
 
 
 def uniform_pair(xp, base, key: int, dtype):
     """Two uniform deviates in (0, 1) from one 64-bit value: its high and low 32 bits (resolution 2^-32)."""
     z = bits(xp, base, key)
-    hi = xp.astype(_shr(z, 32), dtype)
+    hi = xp.astype(_shr(z, 32, z.dtype == xp.uint64), dtype)
     lo = xp.astype(z & 0xFFFFFFFF, dtype)
     return (hi + 0.5) * (2.0 ** -32), (lo + 0.5) * (2.0 ** -32)
 
@@ -126,7 +151,7 @@ def _tables(xp, like):
 def _radius_angle(xp, base, key: int, dtype):
     """r = sqrt(-2 ln u1) and the angle's arc index and offset delta (see the module docstring)."""
     z = bits(xp, base, key)
-    hi = xp.astype(_shr(z, 32), dtype)
+    hi = xp.astype(_shr(z, 32, z.dtype == xp.uint64), dtype)
     r = xp.sqrt(-2.0 * xp.log((hi + 0.5) * (2.0 ** -32)))
     lo = z & 0xFFFFFFFF
     arc = lo >> _ARC_BITS                                   # lo >= 0: an arithmetic shift is logical here
