@@ -151,3 +151,42 @@ def test_panels_split_of_a_detector_gives_the_same_background():
     lower = replace(top, spixels=14, origin_mm=tuple(np.asarray(top.origin_mm, dtype=float) + 10 * 2.0 * s))
     parts = amorphous_background_panels(exp, [upper, lower], **kw)
     np.testing.assert_allclose(np.concatenate([np.asarray(p) for p in parts]), whole, rtol=1e-9)
+
+
+def test_table_row_by_guide_equals_binary_search():
+    from bragg_core.physics.amorphous import Lookup, row_lookup
+
+    g = get_context(dtype="float64")
+    rng = np.random.default_rng(0)
+    for name in BUILTIN_TABLES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StolOrderWarning)
+            t = builtin_table(name)
+        lk = Lookup(t)
+        x = t.stol_per_m
+        assert lk.guide is not None, name
+        s = np.concatenate([rng.uniform(x[0] - 0.1 * (x[-1] - x[0]), 1.2 * x[-1], 100_000), x,
+                            np.nextafter(x, -np.inf), np.nextafter(x, np.inf)])
+        assert np.array_equal(row_lookup(np, lk, lk.arrays(g), s), np.searchsorted(x, s, side="right")), name
+
+
+@pytest.mark.parametrize("name", ["water_d", "nanoice_offset"])
+def test_forked_workers_change_nothing(monkeypatch, name):
+    import bragg_core.amorphous as am
+    from bragg_core.engine import parallel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StolOrderWarning)
+        exp, kw, _ = build_request(CASES[name])
+    monkeypatch.setenv("BRAGG_CORE_FORK", "0")
+    one = np.asarray(amorphous_background(exp, dtype="float64", **kw))
+    monkeypatch.setattr(parallel, "MIN_FORK_PATHS", 0)
+    monkeypatch.setattr(am, "_TILE_ELEMENTS", 2000)
+    monkeypatch.setenv("BRAGG_CORE_THREADS", "2")
+    monkeypatch.setenv("BRAGG_CORE_FORK", "1")
+    calls = []
+    real = parallel.run_forked
+    monkeypatch.setattr(parallel, "run_forked", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    forked = np.asarray(amorphous_background(exp, dtype="float64", **kw))
+    assert calls and max(calls) == 2
+    assert np.array_equal(one, forked)

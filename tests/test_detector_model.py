@@ -300,3 +300,71 @@ def test_row_blocks_change_nothing(monkeypatch):
     blocks = apply_detector_model(photons, model)
     assert np.array_equal(np.asarray(whole.image), np.asarray(blocks.image))
     assert np.array_equal(np.asarray(whole.adu), np.asarray(blocks.adu))
+
+
+def _forking(monkeypatch):
+    """Fork workers even for tiny images, in blocks of a few rows."""
+    import bragg_core.detector_model as dm
+    from bragg_core.engine import parallel
+
+    monkeypatch.setattr(parallel, "MIN_FORK_PATHS", 0)
+    monkeypatch.setattr(dm, "_BLOCK_PIXELS", 100)
+    monkeypatch.setattr(dm, "_PSF_BLOCK_PIXELS", 200)
+    monkeypatch.setenv("BRAGG_CORE_THREADS", "2")
+
+
+@pytest.mark.parametrize("psf", [None, "gauss", "fiber"])
+def test_forked_workers_change_nothing(monkeypatch, psf):
+    photons = np.random.default_rng(4).gamma(0.8, 40.0, size=(41, 33))
+    photons[5, 7] = 3e6  # the normal-approximation regime too
+    model = DetectorModel(flicker=0.05, calibration=0.03, readout_adu=2.0, seed=5, psf=psf, psf_radius=3)
+    monkeypatch.setenv("BRAGG_CORE_FORK", "0")
+    whole = apply_detector_model(photons, model)
+    _forking(monkeypatch)
+    from bragg_core.engine import parallel
+
+    calls = []
+    real = parallel.run_forked
+    monkeypatch.setattr(parallel, "run_forked", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setenv("BRAGG_CORE_FORK", "1")
+    forked = apply_detector_model(photons, model)
+    assert calls and max(calls) == 2
+    for a, b in zip(whole, forked):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_gaussian_psf_by_row_and_column_sums_equals_the_kernel():
+    from bragg_core.detector_model.psf import _convolve, gauss_rows, gauss_weights, psf_kernel
+
+    img = np.random.default_rng(6).uniform(0, 10, (57, 43))
+    for R in (1, 2, 3, 4, 7, 12):
+        want = _convolve(np, img, psf_kernel(np, "gauss", 2.7, R, img), R)
+        e = gauss_weights(np, np.asarray(2.7), R, img)
+        got = gauss_rows(np, img, e, R, 0, 57, clip=False)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * want.max())
+        blocks = np.concatenate([gauss_rows(np, img, e, R, r, min(57, r + 5), clip=False) for r in range(0, 57, 5)])
+        assert np.array_equal(blocks, got)
+
+
+def test_box_muller_cos_sin_from_the_arc_table():
+    idx = np.arange(0, 2_000_000, dtype=np.int64)
+    base = counter_rng.pixel_base(np, idx)
+    n1, n2 = counter_rng.normal_pair(np, base, 3, 1, 0, 0, np.float64)
+    z = counter_rng.bits(np, base, counter_rng.stream_key(3, 1, 0, 0)).view(np.uint64)
+    hi = (z >> np.uint64(32)).astype(np.float64)
+    lo = (z & np.uint64(0xFFFFFFFF)).astype(np.float64)
+    r = np.sqrt(-2.0 * np.log((hi + 0.5) * 2.0 ** -32))
+    theta = 2.0 * np.pi * ((lo + 0.5) * 2.0 ** -32)
+    np.testing.assert_allclose(n1, r * np.cos(theta), rtol=0, atol=8e-15)
+    np.testing.assert_allclose(n2, r * np.sin(theta), rtol=0, atol=8e-15)
+    assert np.array_equal(counter_rng.normal(np, base, 3, 1, 0, 0, np.float64), n1)
+
+
+@pytest.mark.parametrize("lam", [2.0e6, 5.0e7])
+def test_poisson_normal_approximation_moments(lam):
+    n = 250_000
+    counts = np.asarray(apply_detector_model(np.full((250, 1000), lam), DetectorModel(
+        calibration=0.0, adc_offset=0.0, seed=13, saturation_adu=1e12)).adu)
+    assert np.all(counts == np.floor(counts))
+    assert abs(counts.mean() - lam) < Z_MEAN * math.sqrt(lam / n)
+    assert abs(counts.var() - lam) < Z_MEAN * lam * math.sqrt(2.0 / n)

@@ -37,7 +37,7 @@ from .._backend import Context, carries_gradient, geometry_context, get_context,
 from ..engine import parallel
 from .counter_rng import STREAMS, normal, normal_pair, pixel_base
 from .poisson import poisson
-from .psf import apply_psf, auto_radius, gauss_rows, gauss_weights, lost_fraction, psf_kernel, separable, _convolve
+from .psf import _convolve, auto_radius, gauss_rows, gauss_weights, lost_fraction, psf_kernel, separable
 
 __all__ = ["DetectorModel", "DetectorImage", "apply_detector_model", "pixel_noise", "detector_pixel_index"]
 

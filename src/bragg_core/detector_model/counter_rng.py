@@ -142,7 +142,7 @@ def _tables(xp, like):
     key = (id(xp), str(like.dtype), str(dev))
     got = _TABLES.get(key)
     if got is None:
-        got = (xp.asarray(_COS_TABLE, dtype=like.dtype, device=dev), xp.asarray(_SIN_TABLE, dtype=like.dtype, device=dev))
+        got = tuple(xp.asarray(t, dtype=like.dtype, device=dev) for t in (_COS_TABLE, _SIN_TABLE))
         if len(_TABLES) < 64:
             _TABLES[key] = got
     return got
