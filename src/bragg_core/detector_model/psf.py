@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 
-from .._backend import host_scalar
+from .._backend import host_scalar, is_lazy
 
 __all__ = ["erf", "psf_kernel", "auto_radius", "apply_psf", "FIBER_G_PER_FWHM", "MAX_TAP_RADIUS", "gauss_weights",
            "gauss_rows", "separable"]
@@ -88,7 +88,7 @@ def gauss_rows(xp, image, e, radius: int, r0: int, r1: int, scale=None, clip: bo
     tile = image[a:b, :]
     if scale is not None:
         tile = tile * scale
-    if clip:
+    if clip and (is_lazy(tile) or not bool(xp.all(tile > 0))):  # a check costs less than the where
         tile = xp.where(tile > 0, tile, xp.zeros_like(tile))
     zc = _zeros(xp, (b - a, R), tile)
     tile = xp.concat([zc, tile, zc], axis=1)                # (b - a, W + 2R)
