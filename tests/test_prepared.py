@@ -116,3 +116,36 @@ def test_jax_jit_and_vmap_equal_eager():
     for i in range(2):
         want = _np(p.render(batch[i]))
         assert np.max(np.abs(_np(images[i]) - want)) <= 1e-12 * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_region_of_interest_and_mask_as_simulate(backend):
+    """Pixels outside the region of interest and masked pixels are zero, as simulate leaves them."""
+    if backend != "numpy":
+        pytest.importorskip(backend)
+    base = _experiment(water_um=0.0)
+    mask = np.ones((12, 20), dtype=np.int32)
+    mask[5, 7] = 0
+    mask[8, 3:6] = 0
+    det = base.detector
+    import dataclasses
+
+    exp = dataclasses.replace(base, detector=dataclasses.replace(det, roi=(2, 15, 3, 10), mask=mask))
+    ref = _np(simulate(exp, backend=backend, dtype="float64", memory_budget_bytes=BUDGET).image)
+    p = prepare(exp, backend=backend, dtype="float64", memory_budget_bytes=BUDGET)
+    got = _np(p.render())
+    assert np.array_equal(got, ref)
+    assert got[5, 7] == 0 and got[0, 0] == 0 and got[6, 10] > 0
+
+
+def test_a_multi_panel_detector_is_refused_with_its_name():
+    import dataclasses
+
+    from bragg_core.experiment import ExperimentError
+    from bragg_core.panels import MultiPanelDetector, panel_from_detector
+
+    base = _experiment()
+    multi = MultiPanelDetector(panels=(panel_from_detector(base.detector, "a"),
+                                       panel_from_detector(base.detector, "b")), base=base.detector)
+    with pytest.raises(ExperimentError, match="MultiPanelDetector"):
+        prepare(dataclasses.replace(base, detector=multi))

@@ -20,7 +20,7 @@ from typing import Any
 
 from .._backend import Context, get_context, is_scalar
 from .._types import Array
-from ..experiment import Experiment
+from ..experiment import Detector, Experiment, ExperimentError
 from ..units import R_E_SQR_M2
 from .inputs import KernelInputs, kernel_inputs
 from .kernel import render_tile
@@ -44,6 +44,9 @@ class PreparedRender:
 
     def __init__(self, experiment: Experiment, *, backend: str | None = None, device: Any = None,
                  dtype: Any = None, memory_budget_bytes: int | None = None):
+        if not isinstance(experiment.detector, Detector):
+            raise ExperimentError(f"prepare: the detector must be one panel (a Detector), got "
+                                  f"{type(experiment.detector).__name__}; prepare one experiment per panel")
         ctx: Context = get_context(*input_arrays(experiment), backend=backend, device=device, dtype=dtype)
         setup = build_setup(experiment, ctx)
         self.setup: Setup = setup
