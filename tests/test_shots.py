@@ -355,3 +355,79 @@ def test_cli_lists_failed_shots_then_retries_them(tmp_path, monkeypatch, capsys)
     assert shots_cli.main([str(cfg), "--quiet"]) == 0  # only shot 3 is rendered again
     assert sorted(read_manifest(out)) == list(range(5))
     assert before == {k: (out / f"shot_{k:06d}.f32").stat().st_mtime_ns for k in (0, 1, 2, 4)}
+
+
+# -------------------------------------------------------------------- an NXmx stack of the shots
+
+STACK_CONFIG = """
+[run]
+shots = 5
+seed = 9
+output = "out"
+
+[experiment]
+args = "-cell 40 40 40 90 90 90 -default_F 100 -N 3 -lambda 1 -distance 60 -detpixels 16 -pixel 0.4"
+
+[vary]
+N_cells = {integers = [2, 4]}
+wavelength_A = {uniform = [0.95, 1.05]}
+"""
+
+
+def test_cli_gathers_the_shots_into_one_nxmx_stack(tmp_path):
+    """--nexus: every shot in order, each with its wavelength, read back by our reader and by nxmx."""
+    pytest.importorskip("h5py")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(STACK_CONFIG)
+    p = _cli(str(cfg), "--quiet", "--nexus", "stack.nxs", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows, imgs = _images(tmp_path / "out")
+    from bragg_core.io.nexus import read_nexus
+
+    data, geom = read_nexus(tmp_path / "stack.nxs")
+    assert data.shape == (5, 16, 16)
+    for k in range(5):
+        assert np.array_equal(data[k], imgs[k]), k
+    assert len({float(imgs[k].sum()) for k in range(5)}) == 5          # five different shots
+    nxmx = pytest.importorskip("nxmx")
+    import h5py
+
+    with h5py.File(tmp_path / "stack.nxs", "r") as f:
+        entry = nxmx.NXmx(f).entries[0]
+        beam = entry.instruments[0].beams[0]
+        wl = np.asarray(beam.incident_wavelength.to("angstrom").magnitude, dtype=float).reshape(-1)
+    np.testing.assert_allclose(wl, [rows[k]["wavelength_A"] for k in range(5)], rtol=1e-12)
+
+
+def test_cli_nexus_refused_before_any_work_when_the_distance_varies(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG.format(shots=3))        # varies distance_mm
+    p = _cli(str(cfg), "--nexus", "stack.nxs", cwd=tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--nexus" in lines[0] and "distance_mm" in lines[0], p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["run.toml"]
+
+
+@pytest.mark.skipif(__import__("shutil").which("dials.import") is None,
+                    reason="DIALS (dials.import) is not installed")
+def test_dials_imports_the_shots_stack_as_stills(tmp_path):
+    pytest.importorskip("h5py")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(STACK_CONFIG)
+    assert _cli(str(cfg), "--quiet", "--nexus", "stack.nxs", cwd=tmp_path).returncode == 0
+    rows, _ = _images(tmp_path / "out")
+    env = dict(os.environ)
+    try:
+        import hdf5plugin
+
+        env["HDF5_PLUGIN_PATH"] = hdf5plugin.PLUGIN_PATH
+    except ImportError:
+        pass
+    r = subprocess.run(["dials.import", "stack.nxs", "output.experiments=stack.expt"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    doc = json.loads((tmp_path / "stack.expt").read_text())
+    assert len(doc["experiment"]) == 5 and doc["scan"] == [] and doc["goniometer"] == []
+    assert [b["wavelength"] for b in doc["beam"]] == pytest.approx([rows[k]["wavelength_A"] for k in range(5)],
+                                                                   rel=1e-9)

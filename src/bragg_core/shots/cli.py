@@ -9,7 +9,11 @@ output skips every shot whose file's sha256 matches its row and whose row
 matches the ground truth drawn again (content, not names).  The whole
 configuration is checked before anything is written; a bad value is one
 line naming the key, exit status 2.  Exit status 1 lists the shots that
-failed twice.  See ``docs/shots.md``.
+failed twice.  With ``--nexus FILE.nxs`` (or ``[run] nexus``), once every
+shot is written the run is also gathered into one NXmx file of stills, in
+shot order, each with its own wavelength (the per-shot files stay the
+resumable store; the NXmx file is written atomically from them, one image
+at a time).  See ``docs/shots.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ PROG = "bragg_core.shots"
 MANIFEST = "manifest.jsonl"
 RUN_FILE = "run.json"
 SECTIONS = ("run", "experiment", "beam", "detector", "crystal", "vary")
-RUN_KEYS = ("shots", "seed", "output", "backend", "dtype", "noise", "orientation")
+RUN_KEYS = ("shots", "seed", "output", "backend", "dtype", "noise", "orientation", "nexus")
 DIST_KEYS = {"uniform": S.Uniform, "log_uniform": S.LogUniform, "normal": S.Normal, "integers": S.Integers,
              "choice": S.Choice}
 
@@ -161,6 +165,9 @@ def build_run(cfg: dict, cfg_dir: str = ".") -> tuple[S.ShotRun, dict]:
     output = run.get("output", "shots")
     if not isinstance(output, str) or not output:
         raise ConfigError(f"[run] output must be a folder name, got {output!r}")
+    nexus = run.get("nexus")
+    if nexus is not None and (not isinstance(nexus, str) or not nexus):
+        raise ConfigError(f"[run] nexus must be a file name, got {nexus!r}")
     try:
         shot_run = S.ShotRun(base=base, n_shots=run["shots"], seed=run.get("seed", 0), orientation=orientation,
                              noise=run.get("noise", False), **vary)
@@ -171,7 +178,35 @@ def build_run(cfg: dict, cfg_dir: str = ".") -> tuple[S.ShotRun, dict]:
         for name in S.VARIED:
             msg = msg.replace(f"ShotRun.{name}", f"[vary] {name}")
         raise ConfigError(msg) from None
-    return shot_run, {"output": os.path.join(cfg_dir, output), "backend": backend, "dtype": dtype}
+    return shot_run, {"output": os.path.join(cfg_dir, output), "backend": backend, "dtype": dtype,
+                      "nexus": None if nexus is None else os.path.join(cfg_dir, nexus)}
+
+
+def check_nexus_stack(shot_run: S.ShotRun, path: str, where: str) -> None:
+    """Refuse, before any work, a stack that one NXmx file cannot describe (``where`` names the option)."""
+    if shot_run.distance_mm is not None:
+        raise ConfigError(f"{where}: the run varies distance_mm, and one NXmx file holds one detector "
+                          "position; write the per-shot files only")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{where}: folder {folder} does not exist")
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"{where}: writing NXmx needs h5py (pip install 'bragg_core[formats]')") from None
+
+
+def write_nexus_stack(shot_run: S.ShotRun, out_dir: str, path: str, shape) -> None:
+    """Gather the written shots into one NXmx file of stills, in shot order (one image in memory at a time)."""
+    from ..io.nexus import NexusWriter
+
+    rows = read_manifest(out_dir)
+    n = shot_run.n_shots
+    with NexusWriter(path, shot_run.base, n_images=n, rotation=False, dtype="float32") as w:
+        for i in range(n):  # over shots: each read from its file and appended
+            row = rows[i]
+            img = np.fromfile(os.path.join(out_dir, row["file"]), dtype="<f4").reshape(shape)
+            w.append(img, wavelength_A=row.get("wavelength_A"))
 
 
 def _fingerprint(cfg: dict, shot_run: S.ShotRun) -> str:
@@ -265,10 +300,13 @@ class Progress:
 
 
 def run_config(config: str, *, workers: int = 1, dask: bool = False, scheduler: str | None = None,
-               output: str | None = None, quiet: bool = False, retries: int = 1) -> int:
+               output: str | None = None, quiet: bool = False, retries: int = 1, nexus: str | None = None) -> int:
     cfg = _load_toml(config)
     shot_run, opts = build_run(cfg, os.path.dirname(os.path.abspath(config)))
     out_dir = output or opts["output"]
+    nexus_path = nexus or opts["nexus"]
+    if nexus_path is not None:
+        check_nexus_stack(shot_run, nexus_path, "--nexus" if nexus else "[run] nexus")
     fp = _fingerprint(cfg, shot_run)
     run_path = os.path.join(out_dir, RUN_FILE)
     if os.path.exists(run_path):
@@ -331,6 +369,14 @@ def run_config(config: str, *, workers: int = 1, dask: bool = False, scheduler: 
                                      for err, ix in by_error.items()) + "\n")
         return 1
     _compact_manifest(out_dir)
+    if nexus_path is not None:
+        from ..io.atomic import OutputError
+
+        try:
+            write_nexus_stack(shot_run, out_dir, nexus_path, shape)
+        except OutputError as exc:
+            sys.stderr.write(f"{PROG}: {exc}\n")
+            return 1
     return 0
 
 
@@ -376,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", metavar="DIR", help="output folder (default: [run] output)")
     p.add_argument("--retries", type=int, default=1, help="tries again of a failed shot (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--nexus", metavar="FILE.nxs", help="also gather the shots into one NXmx file of stills "
+                   "(default: [run] nexus)")
     a = p.parse_args(argv)
     if a.workers < 1:
         p.error("--workers must be at least 1")
@@ -383,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--retries must not be negative")
     try:
         return run_config(a.config, workers=a.workers, dask=a.dask, scheduler=a.scheduler, output=a.output,
-                          quiet=a.quiet, retries=a.retries)
+                          quiet=a.quiet, retries=a.retries, nexus=a.nexus)
     except ConfigError as exc:
         sys.stderr.write(f"{PROG}: {a.config}: {exc}\n")
         return 2
