@@ -92,6 +92,19 @@ def is_lazy(x: Any) -> bool:
     return _is_array(x) and bool(_compat().is_lazy_array(x))
 
 
+def values_readable(x: Any) -> bool:
+    """True where reading a value of ``x`` on the host is cheap and allowed: eager arrays, and JAX arrays
+    outside a trace (concrete); False for tracers and for Dask (reading would compute the graph)."""
+    if not is_lazy(x):
+        return True
+    mod = type(x).__module__
+    if not mod.startswith("jax"):
+        return False
+    import jax
+
+    return not isinstance(x, jax.core.Tracer)
+
+
 def backend_name(xp: Any) -> str:
     """Short library name of a namespace: numpy, torch, cupy, jax, dask or array_api_strict."""
     compat = _compat()

@@ -136,14 +136,15 @@ _TABLES: dict = {}
 
 def _tables(xp, like):
     """cos and sin of the arc centres as arrays of ``like``'s namespace, dtype and device (cached)."""
-    from .._backend import device_of
+    from .._backend import device_of, values_readable
 
     dev = device_of(like)
     key = (id(xp), str(like.dtype), str(dev))
     got = _TABLES.get(key)
     if got is None:
         got = tuple(xp.asarray(t, dtype=like.dtype, device=dev) for t in (_COS_TABLE, _SIN_TABLE))
-        if len(_TABLES) < 64:
+        # never keep a value made inside a trace (under jax.jit it is a tracer, invalid after the trace)
+        if len(_TABLES) < 64 and values_readable(got[0]):
             _TABLES[key] = got
     return got
 

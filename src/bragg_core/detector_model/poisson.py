@@ -14,9 +14,12 @@
 
 Loops run over inversion steps and rejection rounds, never over pixels.  On
 eager backends they stop as soon as every pixel is done; on lazy backends
-(JAX, Dask) they run to their bound.  Either way a pixel's deviate depends
-only on (seed, shot, pixel), so the result does not depend on the backend's
-laziness or on how the image is tiled.
+(JAX, Dask) the arrays keep their shapes, and the loops run to their bound
+under a trace or on Dask, while concrete JAX arrays (outside jit) are checked
+on the host: a regime with no pixel is skipped and a loop stops once no pixel
+is pending (the steps skipped would change nothing).  Either way a pixel's
+deviate depends only on (seed, shot, pixel), so the result does not depend on
+the backend's laziness or on how the image is tiled.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import math
 
 import numpy as np
 
-from .._backend import is_lazy
+from .._backend import is_lazy, values_readable
 from .counter_rng import STREAMS, normal, normal_pair, stream_key, uniform, uniform_pair
 
 __all__ = ["poisson", "log_factorial", "SMALL_MEAN", "NORMAL_MEAN", "MAX_ROUNDS", "MAX_STEPS"]
@@ -54,8 +57,11 @@ def _all(xp, mask) -> bool:
     return bool(xp.all(mask))
 
 
-def _inversion(xp, lam, base, key, compact: bool):
-    """Deviates for means below SMALL_MEAN by inverting the cumulative distribution with one uniform."""
+def _inversion(xp, lam, base, key, compact: bool, check: bool = False):
+    """Deviates for means below SMALL_MEAN by inverting the cumulative distribution with one uniform.
+
+    ``check`` (fixed shapes, host-readable values): stop once no pixel's count can grow.
+    """
     u = uniform(xp, base, key, lam.dtype)
     p = xp.exp(-lam)
     cdf = p
@@ -74,14 +80,19 @@ def _inversion(xp, lam, base, key, compact: bool):
             if not bool(xp.any(still)):
                 return res
             u, p, cdf, count, lam = u[still], p[still], cdf[still], count[still], lam[still]
+        elif check and n % 4 == 0 and not bool(xp.any(cdf < u)):
+            return count
     if compact:
         res[alive] = count
         return res
     return count
 
 
-def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool):
-    """Deviates for means of at least SMALL_MEAN by transformed rejection (PTRS)."""
+def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool, check: bool = False):
+    """Deviates for means of at least SMALL_MEAN by transformed rejection (PTRS).
+
+    ``check`` (fixed shapes, host-readable values): stop once no pixel is pending.
+    """
     stream = STREAMS["poisson"]
     dt = lam.dtype
     table = xp.asarray(_LOG_FACT, dtype=dt, device=_dev(lam))
@@ -117,6 +128,8 @@ def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool):
         else:
             res = xp.where(pending & accept, kk, res)
             pending = pending & ~accept
+            if check and not bool(xp.any(pending)):
+                return res
     # still pending after MAX_ROUNDS rounds (probability ~1e-16 per pixel): rounded normal approximation
     approx = xp.floor(ll + xp.sqrt(ll) * normal(xp, bb, seed, stream, shot, 1 + MAX_ROUNDS, dt) + 0.5)
     approx = xp.where(approx < 0, xp.zeros_like(approx), approx)
@@ -148,7 +161,8 @@ def poisson(xp, mean, base, seed: int, shot: int, approx=None):
     ``approx``: the normal deviates of the pixels (:func:`approx_normal`), if the caller has them already.
     """
     lazy = is_lazy(mean)
-    if not lazy and bool(xp.all(mean > NORMAL_MEAN)):  # one regime: no masks at all
+    readable = values_readable(mean)
+    if readable and bool(xp.all(mean > NORMAL_MEAN)):  # one regime: no masks at all
         n = approx if approx is not None else approx_normal(xp, base, seed, shot, mean.dtype)
         return _normal_approx(mean, n, xp)
     key0 = stream_key(seed, STREAMS["poisson"], shot, 0)
@@ -157,14 +171,20 @@ def poisson(xp, mean, base, seed: int, shot: int, approx=None):
     small = ok & (lam < SMALL_MEAN)
     huge = lam > NORMAL_MEAN
     large = ok & (lam >= SMALL_MEAN) & ~huge
-    if lazy:  # JAX, Dask: fixed shapes, every loop to its bound
-        ls = xp.where(small, lam, xp.zeros_like(lam))
-        ll = xp.where(large, lam, xp.full_like(lam, SMALL_MEAN))
-        lh = xp.where(huge, lam, xp.full_like(lam, NORMAL_MEAN))
-        n = approx if approx is not None else approx_normal(xp, base, seed, shot, mean.dtype)
-        out = xp.where(small, _inversion(xp, ls, base, key0, False), xp.zeros_like(lam))
-        out = xp.where(huge, _normal_approx(lh, n, xp), out)
-        return xp.where(large, _ptrs(xp, ll, base, seed, shot, False), out)
+    if lazy:  # JAX, Dask: fixed shapes; every loop to its bound unless the values can be read
+        present = lambda m: (not readable) or bool(xp.any(m))  # noqa: E731
+        out = xp.zeros_like(lam)
+        if present(small):
+            ls = xp.where(small, lam, xp.zeros_like(lam))
+            out = xp.where(small, _inversion(xp, ls, base, key0, False, readable), out)
+        if present(huge):
+            lh = xp.where(huge, lam, xp.full_like(lam, NORMAL_MEAN))
+            n = approx if approx is not None else approx_normal(xp, base, seed, shot, mean.dtype)
+            out = xp.where(huge, _normal_approx(lh, n, xp), out)
+        if present(large):
+            ll = xp.where(large, lam, xp.full_like(lam, SMALL_MEAN))
+            out = xp.where(large, _ptrs(xp, ll, base, seed, shot, False, readable), out)
+        return out
     # eager backends: work on the pixels of each regime only (boolean indexing)
     out = xp.zeros_like(lam)
     if bool(xp.any(small)):
