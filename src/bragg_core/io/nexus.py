@@ -163,10 +163,16 @@ class NexusWriter:
             self._file = h5py.File(self._tmp, "w-")
             self._layout()
         except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-                raise OutputError(self.path, _reason(exc) if exc.errno else str(exc), exc.errno) from None
+            self._fail(exc, None)
             raise
+
+    def _fail(self, exc: BaseException, default_errno) -> None:
+        """Remove the partial file; an OS error is raised as an :class:`OutputError` naming the file (the
+        caller re-raises anything else)."""
+        self.abort()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(self.path, _reason(exc) if exc.errno else str(exc), exc.errno or default_errno) \
+                from None
 
     # -- layout ---------------------------------------------------------------------------------------
 
@@ -316,10 +322,7 @@ class NexusWriter:
         except (ValueError, TypeError):
             raise
         except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-                raise OutputError(self.path, _reason(exc) if exc.errno else str(exc), exc.errno or errno.EIO) \
-                    from None
+            self._fail(exc, errno.EIO)
             raise
 
     def _frame(self, image) -> np.ndarray:
@@ -363,10 +366,7 @@ class NexusWriter:
                 os.unlink(self._tmp)
                 self._out._forget(self._tmp)
         except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-                raise OutputError(self.path, _reason(exc) if exc.errno else str(exc), exc.errno or errno.EIO) \
-                    from None
+            self._fail(exc, errno.EIO)
             raise
         self._closed = True
         self._out._finish()
