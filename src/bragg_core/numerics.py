@@ -94,11 +94,7 @@ def chebyshev_u_even(xp: Namespace, c2: Array, n: int) -> Array:
     if n > _U_HORNER_MAX_N:
         c = xp.sqrt(c2)  # the sign of c does not matter for even n
         return chebyshev_u(xp, c, n)
-    a = _u_even_coefficients(n)
-    acc = c2 * a[-1] + a[-2]
-    for coef in a[-3::-1]:  # over the polynomial's terms, not over data
-        acc = acc * c2 + coef
-    return acc
+    return _horner(c2, _u_even_coefficients(n))
 
 
 def _u_odd_coefficients(n: int) -> tuple:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._backend import get_context, to_numpy
 from .engine.run import Simulation, run_single
-from .engine.setup import Setup
+from .engine.setup import Setup, roi_bounds
 from .experiment import Experiment
 from .panels import MultiPanelDetector, Panel, PanelError, panel_from_detector
 
@@ -134,7 +134,7 @@ def panel_stats(psim: PanelSimulation) -> PanelStats:
     per = []
     for k, sim in enumerate(psim.simulations):
         st = sim.stats
-        n, nr = _counted(tuple(sim.image.shape), sim.setup)
+        n, nr = _counted(sim.setup)
         per.append((n, nr, st))
         n_tot += n
         nr_tot += nr
@@ -159,11 +159,9 @@ def panel_stats(psim: PanelSimulation) -> PanelStats:
                       mean=mean, rms=rms, rmsd=rmsd, n_pixels=n_tot)
 
 
-def _counted(shape, setup) -> tuple[int, int]:
+def _counted(setup) -> tuple[int, int]:
     """(pixels the mean and rms count, pixels the rmsd counts): unmasked ROI pixels, all ROI pixels."""
-    sp, fp = shape
-    xmin, xmax, ymin, ymax = setup.roi
-    x0, x1, y0, y1 = max(xmin, 0), min(xmax, fp - 1), max(ymin, 0), min(ymax, sp - 1)
+    x0, x1, y0, y1 = roi_bounds(setup)
     if x1 < x0 or y1 < y0:
         return 0, 0
     nr = (x1 - x0 + 1) * (y1 - y0 + 1)

@@ -25,7 +25,7 @@ from ..units import R_E_SQR_M2
 from .inputs import KernelInputs, kernel_inputs
 from .kernel import render_tile
 from .render import _assemble, _finish, render_mapped
-from .setup import Setup, build_setup, input_arrays
+from .setup import Setup, build_setup, input_arrays, roi_bounds
 from .tiling import DEFAULT_MEMORY_BUDGET, plan_tiles, tile_rects
 
 
@@ -52,10 +52,7 @@ class PreparedRender:
         self.setup: Setup = setup
         self.ctx = ctx
         self._k: KernelInputs = kernel_inputs(setup)
-        fp, sp = setup.detector.fpixels, setup.detector.spixels
-        xmin, xmax, ymin, ymax = setup.roi
-        x0, x1 = max(xmin, 0), min(xmax, fp - 1)
-        y0, y1 = max(ymin, 0), min(ymax, sp - 1)
+        x0, x1, y0, y1 = roi_bounds(setup)
         self._roi = (x0, x1, y0, y1)
         self._empty = x1 < x0 or y1 < y0
         W, H = max(x1 - x0 + 1, 0), max(y1 - y0 + 1, 0)

@@ -11,7 +11,7 @@ from .._types import Array
 from . import parallel
 from .inputs import KernelInputs, kernel_inputs
 from .kernel import render_tile
-from .setup import Setup
+from .setup import Setup, roi_bounds
 from .stats import ImageStats, image_stats
 from .tiling import DEFAULT_MEMORY_BUDGET, plan_tiles, tile_rects
 
@@ -50,9 +50,7 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
     parallel.keep_tile_buffers()
     k = kernel_inputs(setup)
     fp, sp = setup.detector.fpixels, setup.detector.spixels
-    xmin, xmax, ymin, ymax = setup.roi
-    x0, x1 = max(xmin, 0), min(xmax, fp - 1)
-    y0, y1 = max(ymin, 0), min(ymax, sp - 1)
+    x0, x1, y0, y1 = roi_bounds(setup)
 
     host_dtype = np.dtype(store_dtype or ctx.dtype_name)
 

@@ -175,6 +175,14 @@ def input_arrays(exp: Experiment) -> list:
     return out
 
 
+def roi_bounds(setup: Setup) -> tuple[int, int, int, int]:
+    """(x0, x1, y0, y1): the region of interest clipped to the detector, inclusive (empty if x1 < x0 or
+    y1 < y0)."""
+    fp, sp = setup.detector.fpixels, setup.detector.spixels
+    xmin, xmax, ymin, ymax = setup.roi
+    return max(xmin, 0), min(xmax, fp - 1), max(ymin, 0), min(ymax, sp - 1)
+
+
 def build_setup(exp: Experiment, ctx: Context) -> Setup:
     g = geometry_context(ctx)
     xp = g.xp
@@ -338,4 +346,4 @@ def _opt_rad(v, what):
     return None if v is None else units.deg_to_rad(_host(v, what))
 
 
-__all__ = ["Setup", "build_setup", "input_arrays", "reuse_setup"]
+__all__ = ["Setup", "build_setup", "input_arrays", "reuse_setup", "roi_bounds"]

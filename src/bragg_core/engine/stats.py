@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import to_numpy
-from .setup import Setup
+from .setup import Setup, roi_bounds
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ def image_stats(image_f32: np.ndarray, setup: Setup) -> ImageStats:
     at the detector coordinates (m) of that pixel's last sub-pixel.  Bands of
     rows keep the temporaries small.
     """
-    sp, fp = image_f32.shape
-    xmin, xmax, ymin, ymax = setup.roi
-    x0, x1, y0, y1 = max(xmin, 0), min(xmax, fp - 1), max(ymin, 0), min(ymax, sp - 1)
+    x0, x1, y0, y1 = roi_bounds(setup)
     mask = None if setup.mask is None else np.asarray(to_numpy(setup.mask))
     n, s, ss, max_I, mf, ms = 0, 0.0, 0.0, 0.0, 0, 0
     bands = []
