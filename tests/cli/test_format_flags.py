@@ -7,24 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from bragg_core.cli import main
+from cli_run import run_main as _run
 
 pytest.importorskip("h5py", reason="NeXus output needs h5py (the nexus extra)")
 pytest.importorskip("PIL", reason="PNG previews need Pillow (the png extra)")
 
 BASE = ("-cell 50 60 70 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 80 -detpixels 24 -pixel 0.1 "
         "-phi 3 -osc 0.5 -noprogress -nonoise -nopgm").split()
-
-
-def _run(argv, cwd, capsys):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        rc = main(list(argv))
-    finally:
-        os.chdir(old)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def test_the_three_formats_hold_the_rendered_image(tmp_path, capsys):

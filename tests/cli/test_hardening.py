@@ -22,21 +22,10 @@ import time
 import numpy as np
 import pytest
 
-from bragg_core.cli.main import main
+from cli_run import run_main as _run
 
 B = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 2 -distance 100 -noprogress".split()
 B16 = B + ["-detpixels", "16"]
-
-
-def _run(argv, cwd, capsys):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        rc = main(list(argv))
-    finally:
-        os.chdir(old)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def _snapshot(d):
