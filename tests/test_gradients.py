@@ -397,3 +397,19 @@ def test_gradcheck_running_sum_path():
                      detector={**det, "distance_mm": d, "thickness_um": th, "attenuation_depth_um": at}) / s
 
     check(fn, t(100.0), t(50.0), t(100.0), t(0.5), eps=1e-4)
+
+
+def test_torch_updates_temporaries_in_place_only_where_no_graph_is_kept():
+    """torch tiles that go straight to a host image may reuse their temporaries; a render that carries a
+    gradient, and the prepared render (whose arguments may carry one), never do (the gradchecks above
+    cover the values)."""
+    from bragg_core._backend import get_context
+    from bragg_core.engine.inputs import kernel_inputs
+    from bragg_core.engine.setup import build_setup
+
+    ctx = get_context(backend="torch", dtype="float64")
+    plain = build_setup(experiment(), ctx)
+    assert kernel_inputs(plain, untracked=True).in_place
+    assert not kernel_inputs(plain).in_place
+    traced = build_setup(experiment(detector={"distance_mm": t(100.0)}), ctx)
+    assert traced.autograd and not kernel_inputs(traced, untracked=True).in_place

@@ -379,6 +379,7 @@ class Capabilities:
                                  # generator hashes in them; in int64, with masked shifts, elsewhere)
     in_place: bool = False       # arithmetic may update fresh temporaries in place (a += b) in renders
                                  # without gradients: fewer allocations and passes over memory
+    in_place_untracked: bool = False  # the same, where the tiles are known to carry no autograd graph
 
     @classmethod
     def of(cls, name: str, device: Any = None) -> "Capabilities":
@@ -394,6 +395,7 @@ class Capabilities:
             lazy=name in ("dask", "jax"),
             wrapping_uint64=name in ("numpy", "array_api_strict", "dask"),
             in_place=numpy or name == "cupy",
+            in_place_untracked=numpy or name in ("cupy", "torch"),
         )
 
 

@@ -91,6 +91,7 @@ class KernelInputs:
     ctx: Context               # working context: the image's namespace, device and dtype
     gctx: Context              # geometry context: float64 where the backend has it
     caps: Capabilities
+    in_place: bool             # fresh temporaries may be updated in place (no autograd graph to keep)
     cos_pi: CosPi              # cos(pi d) for |d| <= 1/2, chosen from the capabilities
     orientations: Array        # (Q, 3, 3) real-space cells (m), working dtype
     orientations_g: Array      # the same in the geometry dtype (the Miller indices are formed in it)
@@ -152,8 +153,14 @@ def tile_frame(setup: Setup, ctx: Context) -> TileFrame:
     )
 
 
-def kernel_inputs(setup: Setup, ctx: Context | None = None) -> KernelInputs:
-    """Cast the per-run arrays the kernel needs to the working dtype (``ctx``, default the setup's), once."""
+def kernel_inputs(setup: Setup, ctx: Context | None = None, untracked: bool = False) -> KernelInputs:
+    """Cast the per-run arrays the kernel needs to the working dtype (``ctx``, default the setup's), once.
+
+    ``untracked``: the tiles are copied to the host as they finish and no
+    gradient passes through them, so temporaries may be updated in place on
+    every backend that allows it (torch too), not only where the library has
+    no autograd at all (:attr:`Capabilities.in_place`).
+    """
     ctx = setup.ctx if ctx is None else ctx
     F = setup.default_F
     grid = None
@@ -162,6 +169,7 @@ def kernel_inputs(setup: Setup, ctx: Context | None = None) -> KernelInputs:
     caps = ctx.caps
     return KernelInputs(
         setup=setup, ctx=ctx, gctx=setup.gctx, caps=caps,
+        in_place=caps.in_place or (untracked and caps.in_place_untracked and not setup.autograd),
         cos_pi=cos_pi_function(caps.slow_float64_trig, ctx.dtype_name),
         orientations=ctx.asarray(setup.orientations_m),
         orientations_g=setup.gctx.asarray(setup.orientations_m),

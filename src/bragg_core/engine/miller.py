@@ -51,7 +51,7 @@ class MillerTile:
         g = k.gctx
         gx = g.xp
         self.g, self.paths, self.stable = g, paths, stable
-        self.in_place = g.caps.in_place
+        self.in_place = k.in_place
         self.K = K = setup.n_sources
         self.orient = k.orientations_g
         self.inc = inc = k.frame.incident_g

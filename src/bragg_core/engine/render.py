@@ -48,7 +48,7 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
     # a host image filled in place (and forked workers) only where no gradient has to pass through the tiles
     prealloc = caps.preallocated_image and not setup.autograd
     parallel.keep_tile_buffers()
-    k = kernel_inputs(setup)
+    k = kernel_inputs(setup, untracked=prealloc)
     fp, sp = setup.detector.fpixels, setup.detector.spixels
     x0, x1, y0, y1 = roi_bounds(setup)
 

@@ -92,7 +92,7 @@ def intensity_sqr(k: KernelInputs, hkl3):
     xp = k.ctx.xp
     direct = k.ctx.dtype_name == "float64" and not k.caps.slow_float64_trig
     horner = numerics.U_SQR_HORNER_MAX_N.get(k.ctx.dtype_name, 6)
-    in_place = k.caps.in_place
+    in_place = k.in_place
     if k.grid is None:
         F = k.default_F
         S2 = lattice.grating_sqr_product(xp, hkl3, k.N, direct=direct, cos_pi=k.cos_pi, horner_max_n=horner,
