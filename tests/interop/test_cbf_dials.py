@@ -5,8 +5,9 @@ second), rendered in one run from its experiment list with ``-nimages 3 -cbffile
 noise_####.img``: one CBF per image holds both panels.  dials.import gives, for each panel, the simulated
 fast and slow axes and origin, pixel size and image size, the beam centre (where the beam meets the panel's
 plane) within 0.1 px and the distance within 0.01 mm; the rotation axis, image range and oscillation as
-simulated; the trusted range of the noise image (-1, 65535).  dxtbx (DIALS's Python) gives each image's
-pixels, panel by panel, equal to the run's noise files.
+simulated; the trusted range of the noise image (-1, 65535).  DIALS's experiment list (its goniometer the
+multi-axis kind, with one axis, that it builds from imgCIF) reads back with the same spindle, scan and panels.
+dxtbx (DIALS's Python) gives each image's pixels, panel by panel, equal to the run's noise files.
 
 A one-panel run's NXmx file and CBF series hold its noise image by default: DIALS gets the same trusted
 range, (-1, 65535), from both, and the pixels of the -noisefile images.  Skipped, with the reason, where
@@ -62,7 +63,7 @@ def _run(cmd, cwd):
 def test_two_tilted_panels_in_one_cbf_per_image_come_back_from_dials(tmp_path):
     sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
     from bragg_core.io._imageset import geometry_from_experiment
-    from bragg_core.io.dials_expt import lab_to_dials, write_expt
+    from bragg_core.io.dials_expt import lab_to_dials, read_expt, write_expt
     from bragg_core.io.smv import read_smv
     from bragg_core.panels import MultiPanelDetector, panel_detector
     from panel_layouts import roof
@@ -95,6 +96,12 @@ def test_two_tilted_panels_in_one_cbf_per_image_come_back_from_dials(tmp_path):
         assert abs(q["distance"] - float(np.dot(p.origin_mm, p.normal))) <= 0.01
     assert got["axis"] == list(lab_to_dials(g.spindle))
     assert got["image_range"] == [1, 3] and got["oscillation"] == [0.0, 1.0]
+    # and DIALS's experiment list (a one-axis goniometer built from the imgCIF axes) reads back
+    back = read_expt(str(tmp_path / "imported.expt"))
+    assert back.n_images == 3 and back.oscillation_deg == (0.0, 1.0) and len(back.detector.panels) == 2
+    np.testing.assert_allclose(back.experiment.detector.spindle_axis, g.spindle, atol=1e-12)
+    for p, q in zip(mp.panels, back.detector.panels):
+        np.testing.assert_allclose(q.origin_mm, p.origin_mm, atol=1e-9)
 
     pixels = np.load(tmp_path / "pixels.npz")
     assert sorted(pixels.files) == sorted(f"i{i}p{k}" for i in range(3) for k in range(2))

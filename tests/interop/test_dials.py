@@ -172,3 +172,44 @@ def test_two_tilted_panels_in_one_nexus_file_index_in_dials(tmp_path):
     want = np.asarray(panel_detector(panels[1], mp.base).beam_center_mm) / 0.1  # where the beam meets panel 1
     assert abs(float(m.group(1)) - want[0]) <= 0.1 and abs(float(m.group(2)) - want[1]) <= 0.1
     index_and_check_cell(_run, tmp_path)
+
+
+# a four-circle goniometer as dxtbx builds it (axes of DIALS's frame, degrees), scanning its third axis, and the
+# single-axis goniometer dxtbx reduces it to (its datum axis, fixed and setting rotations)
+MULTI_AXIS = ("import json\n"
+              "from dxtbx.model import GoniometerFactory\n"
+              "from scitbx.array_family import flex\n"
+              "axes = [(1, 0, 0), (0, 1, 0), (0.914, 0.279, -0.297), (0, 0, 1), (0.6, 0.8, 0)]\n"
+              "m = GoniometerFactory.make_multi_axis_goniometer(flex.vec3_double(axes),\n"
+              "    flex.double([10.0, -30.0, 5.0, 20.0, -15.0]), flex.std_string(list('abcde')), 2)\n"
+              "s = GoniometerFactory.make_goniometer(m.get_rotation_axis_datum(), m.get_fixed_rotation())\n"
+              "s.set_setting_rotation(m.get_setting_rotation())\n"
+              "print(json.dumps(dict(multi=m.to_dict(), single=s.to_dict(), axis=m.get_rotation_axis())))\n")
+
+
+def test_a_multi_axis_goniometer_reads_as_dxtbx_composes_it(tmp_path):
+    """DIALS writes the goniometer it builds from imgCIF (our CBF series) and NeXus files as axes, angles and
+    a scan axis; read so, it gives the crystal and spindle of dxtbx's own single-axis reduction."""
+    from bragg_core.io.dials_expt import lab_to_dials, read_expt, write_expt
+
+    exp = build_config(parse_args("-cell 70 80 90 90 90 90 -default_F 1 -lambda 1 -distance 100 -detpixels 64 "
+                                  "-misset 10 20 30 -phi 0 -osc 1".split()), ".").experiment
+    write_expt(str(tmp_path / "base.expt"), exp, n_images=3)
+    got = json.loads(_run([shutil.which("python3", path="/usr/bin") or "python3", "-c", MULTI_AXIS],
+                          tmp_path).splitlines()[-1])
+    doc = json.loads((tmp_path / "base.expt").read_text())
+    read = {}
+    for kind in ("multi", "single"):
+        doc["goniometer"] = [got[kind]]
+        (tmp_path / f"{kind}.expt").write_text(json.dumps(doc))
+        read[kind] = read_expt(str(tmp_path / f"{kind}.expt"))
+    assert "axes" in got["multi"] and "rotation_axis" in got["single"]
+    m, s = read["multi"].experiment, read["single"].experiment
+    np.testing.assert_allclose(m.detector.spindle_axis, s.detector.spindle_axis, atol=1e-12)
+    np.testing.assert_allclose(m.crystal.reciprocal_vectors_per_A, s.crystal.reciprocal_vectors_per_A, atol=1e-14)
+    np.testing.assert_allclose(lab_to_dials(m.detector.spindle_axis), np.asarray(got["axis"]) / np.linalg.norm(
+        got["axis"]), atol=1e-12)
+    # the fixed rotation turned the crystal: not the file's orientation
+    plain = read_expt(str(tmp_path / "base.expt")).experiment
+    assert np.max(np.abs(np.asarray(m.crystal.reciprocal_vectors_per_A)
+                         - np.asarray(plain.crystal.reciprocal_vectors_per_A))) > 1e-3

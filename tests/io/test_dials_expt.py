@@ -205,6 +205,14 @@ def _doc():
     (lambda d: d["crystal"][0].__setitem__("real_space_a", [1, 2]), "crystal[0].real_space_a"),
     (lambda d: d["scan"][0].__setitem__("image_range", [5, 1]), "scan[0].image_range"),
     (lambda d: d.__setitem__("__id__", "Other"), "__id__"),
+    (lambda d: d["goniometer"].__setitem__(0, {"axes": [[1, 0, 0]], "angles": [0], "scan_axis": 1}),
+     "goniometer[0].scan_axis"),
+    (lambda d: d["goniometer"].__setitem__(0, {"axes": [[1, 0, 0], [0, 1, 0]], "angles": [0], "scan_axis": 0}),
+     "goniometer[0].angles"),
+    (lambda d: d["goniometer"].__setitem__(0, {"axes": [[1, 0, 0], [0, 0]], "angles": [0, 5], "scan_axis": 0}),
+     "goniometer[0].axes[1]"),
+    (lambda d: d["goniometer"].__setitem__(0, {"axes": [[0, 0, 0]], "angles": [0], "scan_axis": 0}),
+     "goniometer[0].axes[0]"),
 ])
 def test_bad_files_name_the_file_and_the_field(tmp_path, edit, field):
     doc = _doc()

@@ -25,7 +25,9 @@ Models
   by composing each group's frame with its children's local frames; written
   flat (every panel in lab coordinates under an identity root);
 * goniometer and scan (rotation data): the spindle, and image ``i`` (1-based)
-  covering ``[phi + (i - 1) osc, phi + i osc)``;
+  covering ``[phi + (i - 1) osc, phi + i osc)``; a multi-axis goniometer is
+  read as its scan axis between the fixed and setting rotations its other
+  axes make;
 * crystal: ``real_space_a/b/c`` (Angstrom) at the scan's zero angle, misset
   included; for stills, the orientation at ``phi`` (the one used);
 * imageset: a template (``img_####.img``) for sequences, a list of files for stills.
@@ -132,6 +134,47 @@ class _Ctx:
 def _unit(v):
     n = np.linalg.norm(v)
     return v / n if n > 0 else v
+
+
+def _axis_angle_matrix(axis, angle_deg: float) -> np.ndarray:
+    """The right-handed rotation by ``angle_deg`` about the unit vector ``axis`` (Rodrigues)."""
+    x, y, z = axis
+    c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return c * np.eye(3) + s * K + (1.0 - c) * np.outer(axis, axis)
+
+
+def _multi_axis(ctx, gd, gw):
+    """(scan axis, fixed rotation, setting rotation) of a multi-axis goniometer (``axes``, ``angles``,
+    ``scan_axis``; what DIALS builds from imgCIF and NeXus files).
+
+    As dxtbx composes them: axes before the scan axis, each turned to its
+    angle, make the fixed rotation (later ones applied after earlier ones),
+    axes after it the setting rotation, in the same order.
+    """
+    axes = ctx.get(gd, "axes", gw + ".axes")
+    if not isinstance(axes, list) or not axes:
+        ctx.fail(gw + ".axes", f"expected a list of axes, got {axes!r}")
+    vecs = [ctx.vec({"axis": a}, "axis", f"{gw}.axes[{i}]") for i, a in enumerate(axes)]
+    for i, v in enumerate(vecs):
+        if np.linalg.norm(v) == 0:
+            ctx.fail(f"{gw}.axes[{i}]", "zero vector")
+    angles = ctx.get(gd, "angles", gw + ".angles")
+    if not isinstance(angles, list) or len(angles) != len(vecs):
+        ctx.fail(gw + ".angles", f"expected {len(vecs)} angles (one per axis), got {angles!r}")
+    angles = [ctx.num({"angle": a}, "angle", f"{gw}.angles[{i}]") for i, a in enumerate(angles)]
+    scan = ctx.get(gd, "scan_axis", gw + ".scan_axis")
+    if isinstance(scan, bool) or not isinstance(scan, int) or not 0 <= scan < len(vecs):
+        ctx.fail(gw + ".scan_axis", f"expected an axis number from 0 to {len(vecs) - 1}, got {scan!r}")
+    F, S = np.eye(3), np.eye(3)
+    for i, (v, a) in enumerate(zip(vecs, angles)):
+        if i != scan:
+            R = _axis_angle_matrix(_unit(v), a)
+            if i < scan:
+                F = R @ F
+            else:
+                S = R @ S
+    return vecs[scan], F, S
 
 
 def _panels_global(ctx: _Ctx, det: dict, di: int):
@@ -261,14 +304,15 @@ def parse_expt(doc: Any, path: str = "<expt>", base=None, experiment_index: int 
         gd = ctx.model(doc, "goniometer", gi, ew + ".goniometer")
         gw = f"goniometer[{gi}]"
         if "axes" in gd and "rotation_axis" not in gd:
-            ctx.fail(gw + ".axes", "multi-axis goniometers are not supported")
-        axis = ctx.vec(gd, "rotation_axis", gw + ".rotation_axis")
-        if np.linalg.norm(axis) == 0:
-            ctx.fail(gw + ".rotation_axis", "zero vector")
-        F = ctx.vec(gd, "fixed_rotation", gw + ".fixed_rotation", 9).reshape(3, 3) if "fixed_rotation" in gd \
-            else np.eye(3)
-        S = ctx.vec(gd, "setting_rotation", gw + ".setting_rotation", 9).reshape(3, 3) \
-            if "setting_rotation" in gd else np.eye(3)
+            axis, F, S = _multi_axis(ctx, gd, gw)
+        else:
+            axis = ctx.vec(gd, "rotation_axis", gw + ".rotation_axis")
+            if np.linalg.norm(axis) == 0:
+                ctx.fail(gw + ".rotation_axis", "zero vector")
+            F = ctx.vec(gd, "fixed_rotation", gw + ".fixed_rotation", 9).reshape(3, 3) \
+                if "fixed_rotation" in gd else np.eye(3)
+            S = ctx.vec(gd, "setting_rotation", gw + ".setting_rotation", 9).reshape(3, 3) \
+                if "setting_rotation" in gd else np.eye(3)
         # lab = S R(axis, phi) F A = R(S axis, phi) (S F) A
         spindle_lab = _unit(dials_to_lab(S @ _unit(axis)))
         S_lab = LAB_TO_DIALS.T @ (S @ F) @ LAB_TO_DIALS
