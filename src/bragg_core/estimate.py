@@ -161,7 +161,7 @@ def estimate_run(exp: Experiment, *, dtype: str = "float64", memory_budget_bytes
         else:
             xtal = max(lengths[i] * 1e-10 * max(N[i], 1.0) for i in range(3))
             ratio = 3.0 * xtal / (lam * 1e-10 * dist * 1e-3 / (px * 1e-3))
-            oversample = recommended_oversample(xtal, lam * 1e-10, dist * 1e-3, px * 1e-3) \
+            oversample = (recommended_oversample(xtal, lam * 1e-10, dist * 1e-3, px * 1e-3) or 1) \
                 if ratio < 2**31 else 2**31
     grid_cells = 0
     sf = cr.structure_factors

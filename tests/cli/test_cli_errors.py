@@ -52,6 +52,8 @@ def test_help_exits_zero(tmp_path, capsys):
     (GOOD + ["-pivot", "middle", "-fdet_vector", "0", "0", "1"], "-pivot expects 'beam' or 'sample'"),
     (GOOD + ["-fdet_vector", "0", "0", "0"], "zero-length vector"),
     (GOOD + ["stray"], "unexpected argument 'stray'"),
+    # found by the fuzz test: a beam along the detector plane left no distance to choose the oversampling from
+    (GOOD + ["-beam_vector", "0", "1", "1"], "the detector plane passes through the sample"),
 ])
 def test_bad_input(argv, needle, tmp_path, capsys):
     rc, out, err = _run(argv, tmp_path, capsys)

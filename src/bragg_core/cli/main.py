@@ -198,22 +198,15 @@ def _run(cfg) -> int:
         outputs.append(("Fdump.bin", io.fdump_bytes(cfg.fdump_written_from)))
     if "-run_report" in cfg.outputs:
         outputs.append((cfg.outputs["-run_report"], _run_report(sim, st, render_s)))
-    if cfg.output_set is not None:  # a series: every image's outputs wait in one set, committed at the end
-        try:
+    try:
+        if cfg.output_set is not None:  # a series: every image's outputs wait in one set, committed at the end
             for path, data in outputs:
                 cfg.output_set.add(path, data)
-        except io.atomic.OutputError as exc:
-            return _fail(f"{exc}; no file was changed")
-        except OSError as exc:
-            return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}; no file was changed")
-        for path, _ in outputs:
-            print(f"writing {path}")
-        return 0
-    try:  # every output replaces its destination, or none does
-        with io.atomic.OutputSet() as out:
-            for path, data in outputs:
-                out.add(path, data)
-            out.commit()
+        else:  # every output replaces its destination, or none does
+            with io.atomic.OutputSet() as out:
+                for path, data in outputs:
+                    out.add(path, data)
+                out.commit()
     except io.atomic.OutputError as exc:
         return _fail(f"{exc}; no file was changed")
     except OSError as exc:

@@ -249,11 +249,17 @@ def build_setup(exp: Experiment, ctx: Context) -> Setup:
     lengths = _host_lengths(cell.real_m)
     lam_h, dist_h = host_scalar(beam.wavelength_A), host_scalar(dg.distance_m)
     px_h = host_scalar(dg.pixel_size_m)
-    if lengths is not None and None not in (lam_h, dist_h, px_h) and not any(map(math.isnan, N_host)):
+    concrete = lengths is not None and None not in (lam_h, dist_h, px_h) and not any(map(math.isnan, N_host))
+    if concrete:
         xtal_max = max(lengths[i] * N_host[i] for i in range(3))
         auto = recommended_oversample(xtal_max, units.angstrom_to_m(lam_h), dist_h, px_h)
     if det.oversample and det.oversample > 0:
         oversample = det.oversample
+    elif auto is None and concrete:
+        raise ExperimentError("the detector plane passes through the sample (the distance along the beam is 0: "
+                              "the beam runs along the detector, see the beam vector and the detector "
+                              "rotations), so the oversampling cannot be chosen from the crystal size; give "
+                              "Detector.oversample (-oversample)")
     elif auto is None:
         raise ExperimentError("Detector.oversample must be given when the crystal or detector geometry is "
                               "traced (the automatic choice needs concrete values)")

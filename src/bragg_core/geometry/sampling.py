@@ -157,8 +157,12 @@ def mosaic_domains(spread, count):
     return spread, count, warnings
 
 
-def recommended_oversample(xtal_size_max_m: float, wavelength_m: float, distance_m: float, pixel_m: float) -> int:
-    """ceil(3 * largest crystal dimension / (lambda * distance / pixel)), at least 1."""
+def recommended_oversample(xtal_size_max_m: float, wavelength_m: float, distance_m: float,
+                           pixel_m: float) -> int | None:
+    """ceil(3 * largest crystal dimension / (lambda * distance / pixel)), at least 1; None where that is not
+    a finite number (a zero distance: the detector plane passes through the sample)."""
     reciprocal_pixel = wavelength_m * distance_m / pixel_m
-    n = int(math.ceil(3.0 * xtal_size_max_m / reciprocal_pixel))
-    return max(n, 1)
+    n = 3.0 * xtal_size_max_m / reciprocal_pixel if reciprocal_pixel != 0 else math.inf
+    if not math.isfinite(n):
+        return None
+    return max(int(math.ceil(n)), 1)
