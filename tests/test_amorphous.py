@@ -166,8 +166,12 @@ def test_table_row_by_guide_equals_binary_search():
         x = t.stol_per_m
         assert lk.guide is not None, name
         s = np.concatenate([rng.uniform(x[0] - 0.1 * (x[-1] - x[0]), 1.2 * x[-1], 100_000), x,
-                            np.nextafter(x, -np.inf), np.nextafter(x, np.inf)])
+                            np.nextafter(x, -np.inf), np.nextafter(x, np.inf), [np.inf, -np.inf, 1e300]])
         assert np.array_equal(row_lookup(np, lk, lk.arrays(g), s), np.searchsorted(x, s, side="right")), name
+        # a NaN argument (a degenerate geometry) reads a row of the table, never one beyond it
+        with np.errstate(invalid="ignore"):
+            row = row_lookup(np, lk, lk.arrays(g), np.array([np.nan, 0.0]))
+        assert 0 <= row[0] <= x.size, name
 
 
 @pytest.mark.parametrize("name", ["water_d", "nanoice_offset"])

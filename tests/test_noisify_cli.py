@@ -65,6 +65,9 @@ def test_noisify_writes_all_outputs_with_noise(tmp_path, monkeypatch):
     (["-floatfile", "const_50.bin", "-detpixels_x", "100"], "-floatfile"),
     (["-floatfile", "const_50.bin", "-wobble", "1"], "-wobble"),
     (["-floatfile", "const_50.bin", "-backend", "nosuch"], "-backend"),
+    (["-floatfile", "const_50.bin", "-detpixels_x", "-1"], "-detpixels_x"),
+    # the last of three outputs cannot be written: none of them is (no partial output)
+    (["-floatfile", "const_50.bin", "-noisefile", "nodir/noise.img"], "nodir/noise.img"),
 ])
 def test_noisify_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, capsys, argv, flag):
     monkeypatch.chdir(tmp_path)
@@ -93,6 +96,11 @@ def test_nonbragg_float_image_equals_the_reference(tmp_path, monkeypatch):
     (["-stol", "water", "-detpixels", "8", "-density", "-1"], "-density"),
     (["-stol", "water", "-roi", "1", "2"], "-roi"),
     (["-stol", "water", "-pivot", "middle"], "-pivot"),
+    (["-stol", "water", "-detpixels", "8", "-height", "-1"], "-height"),
+    (["-stol", "water", "-detpixels", "8", "-lambda", "1e-300"], "-lambda"),
+    (["-stol", "water", "-detsize", "100", "-pixel", "1e-5"], "-detpixels/-detsize/-pixel"),
+    (["-stol", "water", "-detpixels", "8", "-divsteps", "1"], "square divergence"),
+    (["-stol", "water", "-detpixels", "8", "-noisefile", "nodir/noise.img"], "nodir/noise.img"),
 ])
 def test_nonbragg_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, capsys, argv, flag):
     monkeypatch.chdir(tmp_path)

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .nonbragg import UsageError, command_main, parse_flags, smv_bytes
+from .nonbragg import UsageError, command_main, parse_flags, smv_bytes, write_outputs
 
 USAGE = """\
 usage: python -m bragg_core.noisify -floatfile floatimage.bin [options]
@@ -48,6 +48,9 @@ _DEFAULT_FLUENCE = 125932015286227086360700780544.0
 
 
 def _shape(o, n: int):
+    for flag in ("-detpixels", "-detpixels_x", "-detpixels_y"):
+        if o.has(flag) and not o.get(flag) > 0:
+            raise UsageError(f"{flag}: must be a positive number of pixels, got {o.get(flag)!r}")
     nx = ny = o.get("-detpixels")
     nx, ny = o.get("-detpixels_x", nx), o.get("-detpixels_y", ny)
     if not nx and not ny:
@@ -114,7 +117,6 @@ def _run(argv) -> int:
 
     from ._backend import BackendError, enable_float64, get_context, to_numpy
     from .detector_model import apply_detector_model
-    from .io import atomic_write
     from .io.pgm import pgm_header
 
     image, model, o = build_model(argv)
@@ -142,11 +144,7 @@ def _run(argv) -> int:
                          f"({int(to_numpy(noisy.overloads))} overloads)\n")
     if len(set(outputs)) != len(outputs):
         raise UsageError("two outputs have the same file name")
-    for name, data in outputs.items():  # each file appears whole or not at all
-        try:
-            atomic_write(name, data)
-        except OSError as exc:
-            raise UsageError(f"{name}: cannot write: {exc.strerror or exc}") from None
+    write_outputs(outputs)
     return 0
 
 

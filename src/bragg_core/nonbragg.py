@@ -9,6 +9,7 @@ the flag or file, exit status 2, and nothing is written.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,13 +216,20 @@ def build_request(argv):
     kw = dict(material=table, thickness_mm=o.get("-thickness", size), width_mm=o.get("-width", size),
               height_mm=o.get("-height", size), density_g_cm3=o.get("-density", 1.0),
               molecular_weight=o.get("-MW", 18.0), molecules=o.get("-molecules") or None)
-    if o.has("-density") and o.get("-density") < 0:
-        raise UsageError(f"-density: must not be negative, got {o.get('-density')!r}")
+    for flag in ("-thickness", "-samplesize", "-width", "-height", "-density", "-molecules", "-MW"):
+        v = o.get(flag)
+        if v is not None and not (0 <= v < math.inf and (v > 0 or flag != "-MW")):
+            what = "positive" if flag == "-MW" else "non-negative"
+            raise UsageError(f"{flag}: must be a finite {what} number, got {v!r}")
     return exp, kw, o
 
 
 def command_main(argv, usage: str, prog: str, run) -> int:
-    """The companion commands' entry: usage on ``-h`` or no arguments, one-line errors with status 2."""
+    """The companion commands' entry: usage on ``-h`` or no arguments; one-line errors, never a traceback.
+
+    Status 2 for what the arguments, the input files or the values they make
+    got wrong; 1 for anything else (``BRAGG_CORE_DEBUG=1`` shows its traceback).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "-help"):
         sys.stdout.write(usage)
@@ -231,6 +239,53 @@ def command_main(argv, usage: str, prog: str, run) -> int:
     except UsageError as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: error: interrupted; no output written\n")
+        return 130
+    except MemoryError:
+        sys.stderr.write(f"{prog}: error: out of memory; no output written (use a smaller image)\n")
+        return 1
+    except ValueError as exc:  # a value only the engine could judge (ExperimentError, BackendError)
+        sys.stderr.write(f"{prog}: error: {exc}; no output written\n")
+        return 2
+    except Exception as exc:
+        if os.environ.get("BRAGG_CORE_DEBUG"):
+            raise
+        sys.stderr.write(f"{prog}: error: {type(exc).__name__}: {exc}; no output written "
+                         "(set BRAGG_CORE_DEBUG=1 for the traceback)\n")
+        return 1
+
+
+def write_outputs(outputs: dict) -> None:
+    """Write ``{file name: bytes}`` so that every file replaces its destination, or none does."""
+    from .io.atomic import OutputError, OutputSet
+
+    try:
+        with OutputSet() as out:
+            for name, data in outputs.items():
+                out.add(name, data)
+            out.commit()
+    except OutputError as exc:
+        raise UsageError(f"{exc}; no file was changed") from None
+    except OSError as exc:
+        raise UsageError(f"{exc.filename or 'output'}: cannot write: {exc.strerror or exc}; no file was changed") \
+            from None
+
+
+# bytes held per pixel while the image is made and written: the float64 image, its float32 copy and file
+# bytes, the integer image's float64 temporaries and the noise image's
+_BYTES_PER_PIXEL = 64
+
+
+def check_image_size(pixels: int, flags: str) -> None:
+    """Refuse, naming ``flags``, an image whose making would not fit in the memory available."""
+    from .estimate import _size, available_memory_bytes
+
+    need = pixels * _BYTES_PER_PIXEL
+    avail = available_memory_bytes()
+    if avail is not None and need > avail:
+        raise UsageError(f"{flags}: a {pixels}-pixel image needs about {_size(need)}, more than the "
+                         f"{_size(avail)} of memory available")
 
 
 def main(argv=None) -> int:
@@ -241,10 +296,10 @@ def _run(argv) -> int:
     from ._backend import BackendError, enable_float64, to_numpy
     from .amorphous import amorphous_background
     from .detector_model import DetectorModel, apply_detector_model
-    from .io import atomic_write
     from .io.pgm import image_statistics, pgm_auto_scale, pgm_bytes
 
     exp, kw, o = build_request(argv)
+    check_image_size(exp.detector.fpixels * exp.detector.spixels, "-detpixels/-detsize/-pixel")
     backend, dtype = o.get("-backend"), o.get("-dtype", "float64")
     try:
         enable_float64(backend, "float64")  # also JAX's 64-bit integers, which the noise generator needs
@@ -252,6 +307,10 @@ def _run(argv) -> int:
     except BackendError as exc:
         raise UsageError(f"-backend/-device/-dtype: {exc}") from None
     img = np.asarray(to_numpy(image), dtype=np.float32)
+    bad = int(np.size(img) - np.count_nonzero(np.isfinite(img)))
+    if bad:
+        raise UsageError(f"the background is NaN or infinite at {bad} pixels: the geometry or scale is out of "
+                         "range (-lambda/-energy, -distance, -pixel, -fluence/-flux, -thickness)")
     outputs = {}
     from io import BytesIO
 
@@ -278,11 +337,7 @@ def _run(argv) -> int:
     names = list(outputs)
     if len(set(names)) != len(names):
         raise UsageError("two outputs have the same file name")
-    for name, data in outputs.items():  # each file appears whole or not at all
-        try:
-            atomic_write(name, data)
-        except OSError as exc:
-            raise UsageError(f"{name}: cannot write: {exc.strerror or exc}") from None
+    write_outputs(outputs)
     return 0
 
 

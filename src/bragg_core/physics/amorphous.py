@@ -158,11 +158,13 @@ def row_lookup(xp, lk: Lookup, arrs, s):
     """Number of table rows <= s (as a binary search finds it), int64, same shape as ``s`` (1-D)."""
     if lk.guide is None:
         return xp.astype(_searchsorted_right(xp, arrs["x"], s), xp.int64)
-    cell = xp.astype(xp.clip(xp.floor((s - lk.x0) * lk.inv_h), 0.0, float(lk.cells - 1)), xp.int64)
+    pos = xp.floor((s - lk.x0) * lk.inv_h)
+    pos = xp.where(pos == pos, pos, xp.zeros_like(pos))   # a NaN argument reads row 0 (and stays NaN), never
+    cell = xp.astype(xp.clip(pos, 0.0, float(lk.cells - 1)), xp.int64)   # an index out of the guide
     g = xp.take(arrs["guide"], cell, axis=0)
     up = xp.astype(s >= xp.take(arrs["next_row"], cell, axis=0), xp.int64)
     down = xp.astype(s < xp.take(arrs["this_row"], cell, axis=0), xp.int64)
-    return g + up - down
+    return xp.clip(g + up - down, 0, int(lk.x.size))   # s = +inf: all rows (the last cell's sentinel is inf)
 
 
 def structure_factor(xp, table: StolTable, stol_per_m, g, coef=None, lookup: Lookup | None = None):
