@@ -68,6 +68,7 @@ def test_noisify_writes_all_outputs_with_noise(tmp_path, monkeypatch):
     (["-floatfile", "const_50.bin", "-detpixels_x", "-1"], "-detpixels_x"),
     # the last of three outputs cannot be written: none of them is (no partial output)
     (["-floatfile", "const_50.bin", "-noisefile", "nodir/noise.img"], "nodir/noise.img"),
+    (["-floatfile", "const_50.bin", "-noisefile", "x.img", "-intfile", "./x.img"], "same file"),
 ])
 def test_noisify_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, capsys, argv, flag):
     monkeypatch.chdir(tmp_path)
@@ -101,6 +102,7 @@ def test_nonbragg_float_image_equals_the_reference(tmp_path, monkeypatch):
     (["-stol", "water", "-detsize", "100", "-pixel", "1e-5"], "-detpixels/-detsize/-pixel"),
     (["-stol", "water", "-detpixels", "8", "-divsteps", "1"], "square divergence"),
     (["-stol", "water", "-detpixels", "8", "-noisefile", "nodir/noise.img"], "nodir/noise.img"),
+    (["-stol", "water", "-detpixels", "8", "-floatfile", "bg.bin", "-intfile", "bg.bin"], "same file"),
 ])
 def test_nonbragg_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, capsys, argv, flag):
     monkeypatch.chdir(tmp_path)

@@ -133,17 +133,15 @@ def _run(argv) -> int:
         raise UsageError(f"-psf_radius: {exc}") from None
     hdr = dict(pixel_mm=o.get("-pixel", 0.1), distance_mm=o.get("-distance", 100.0), wavelength_A=o.get("-lambda", 1.0))
     ints = np.asarray(to_numpy(noiseless.image)).astype(np.uint16)
-    outputs = {o.get("-intfile", "intimage.img"): smv_bytes(ints, **hdr)}
+    outputs = [(o.get("-intfile", "intimage.img"), smv_bytes(ints, **hdr))]   # (file name, bytes)
     if not o.has("-nopgm"):
         pix = np.minimum(ints, 255).astype(np.uint8)
-        outputs[o.get("-pgmfile", "image.pgm")] = pgm_header(ints.shape[1], ints.shape[0], 1.0) + pix.tobytes()
+        outputs.append((o.get("-pgmfile", "image.pgm"), pgm_header(ints.shape[1], ints.shape[0], 1.0) + pix.tobytes()))
     if noisy is not None:
-        outputs[o.get("-noisefile", "noiseimage.img")] = smv_bytes(np.asarray(to_numpy(noisy.image)).astype(np.uint16),
-                                                                   **hdr)
+        noise = np.asarray(to_numpy(noisy.image)).astype(np.uint16)
+        outputs.append((o.get("-noisefile", "noiseimage.img"), smv_bytes(noise, **hdr)))
         sys.stdout.write(f"{float(to_numpy(noisy.photons).sum()):.0f} photons on noise image "
                          f"({int(to_numpy(noisy.overloads))} overloads)\n")
-    if len(set(outputs)) != len(outputs):
-        raise UsageError("two outputs have the same file name")
     write_outputs(outputs)
     return 0
 

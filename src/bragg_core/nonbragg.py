@@ -256,13 +256,19 @@ def command_main(argv, usage: str, prog: str, run) -> int:
         return 1
 
 
-def write_outputs(outputs: dict) -> None:
-    """Write ``{file name: bytes}`` so that every file replaces its destination, or none does."""
+def write_outputs(outputs: list) -> None:
+    """Write ``[(file name, bytes), ...]`` so that every file replaces its destination, or none does."""
     from .io.atomic import OutputError, OutputSet
 
+    seen: dict = {}
+    for name, _ in outputs:
+        key = os.path.realpath(name)
+        if key in seen:
+            raise UsageError(f"two outputs are the same file: {seen[key]} and {name}")
+        seen[key] = name
     try:
         with OutputSet() as out:
-            for name, data in outputs.items():
+            for name, data in outputs:
                 out.add(name, data)
             out.commit()
     except OutputError as exc:
@@ -311,12 +317,12 @@ def _run(argv) -> int:
     if bad:
         raise UsageError(f"the background is NaN or infinite at {bad} pixels: the geometry or scale is out of "
                          "range (-lambda/-energy, -distance, -pixel, -fluence/-flux, -thickness)")
-    outputs = {}
+    outputs: list = []   # (file name, bytes)
     from io import BytesIO
 
     buf = BytesIO()
     buf.write(np.ascontiguousarray(img, dtype="<f4").tobytes())
-    outputs[o.get("-floatfile", "floatimage.bin")] = buf.getvalue()
+    outputs.append((o.get("-floatfile", "floatimage.bin"), buf.getvalue()))
     adc = o.get("-adc", 40.0)
     if o.has("-intfile") or o.has("-pgmfile"):
         mx = float(img.max()) if img.size else 0.0
@@ -326,17 +332,15 @@ def _run(argv) -> int:
         ints = np.clip(img.astype(np.float64) * scale + adc, 0.0, 65535.0)
         ints = np.floor(ints + 0.5).astype(np.uint16)
         if o.has("-intfile"):
-            outputs[o.get("-intfile")] = smv_bytes(ints, exp)
+            outputs.append((o.get("-intfile"), smv_bytes(ints, exp)))
         if o.has("-pgmfile"):
             stats = image_statistics(img)
-            outputs[o.get("-pgmfile")] = pgm_bytes(img, pgm_auto_scale(o.get("-pgmscale", 0.0), stats.rmsd, scale))
+            outputs.append((o.get("-pgmfile"),
+                            pgm_bytes(img, pgm_auto_scale(o.get("-pgmscale", 0.0), stats.rmsd, scale))))
     if o.has("-noisefile") and not o.has("-nonoise"):
         model = DetectorModel(calibration=0.0, adc_offset=adc, seed=o.get("-seed", 0))
         noisy = apply_detector_model(img, model)
-        outputs[o.get("-noisefile")] = smv_bytes(np.asarray(to_numpy(noisy.image)), exp)
-    names = list(outputs)
-    if len(set(names)) != len(names):
-        raise UsageError("two outputs have the same file name")
+        outputs.append((o.get("-noisefile"), smv_bytes(np.asarray(to_numpy(noisy.image)), exp)))
     write_outputs(outputs)
     return 0
 
