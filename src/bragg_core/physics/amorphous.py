@@ -120,10 +120,10 @@ MAX_GUIDE = 1 << 22
 class Lookup:
     """Host tables of a structure-factor table: coefficients and, where the rows allow, the search guide."""
 
-    def __init__(self, table: StolTable, coef=None):
+    def __init__(self, table: StolTable):
         x = np.asarray(table.stol_per_m, dtype=np.float64)
         self.x = x
-        self.coef = interpolation_coefficients(table) if coef is None else coef
+        self.coef = interpolation_coefficients(table)
         self.origin = np.concatenate([x[:1], x])           # s_i of the row serving each count
         self.guide = None
         d = np.diff(x)
@@ -167,9 +167,10 @@ def row_lookup(xp, lk: Lookup, arrs, s):
     return xp.clip(g + up - down, 0, int(lk.x.size))   # s = +inf: all rows (the last cell's sentinel is inf)
 
 
-def structure_factor(xp, table: StolTable, stol_per_m, g, coef=None, lookup: Lookup | None = None):
-    """F(s) of the four-row Lagrange interpolation on the table (arrays of the geometry context ``g``)."""
-    lk = lookup if lookup is not None else Lookup(table, coef)
+def structure_factor(xp, table: StolTable, stol_per_m, g, lookup: Lookup | None = None):
+    """F(s) of the four-row Lagrange interpolation on the table (arrays of the geometry context ``g``);
+    ``lookup``: the table's :class:`Lookup`, when the caller keeps one."""
+    lk = lookup if lookup is not None else Lookup(table)
     arrs = lk.arrays(g)
     shape = stol_per_m.shape
     s = xp.reshape(stol_per_m, (-1,))
@@ -187,7 +188,7 @@ def _dot3(u, v):
 
 
 def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: int, kahn: Any,
-                   polarization: bool, point_pixel: bool, curved: bool, capture: Any = None, coef=None,
+                   polarization: bool, point_pixel: bool, curved: bool, capture: Any = None,
                    lookup: Lookup | None = None):
     """sum over sub-pixels and sources of sign(F) F^2 P Omega for the pixels ``rows`` x ``cols``.
 
@@ -247,7 +248,7 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
     inc = sources.incident                                   # (K, 3)
     lam = sources.wavelength_m                               # (K,)
     K = int(inc.shape[0])
-    lk = lookup if lookup is not None else Lookup(table, coef)
+    lk = lookup if lookup is not None else Lookup(table)
     plain = is_unpolarised(kahn) or not polarization
     if polarization and not plain:
         b_in, e_in = polarization_frame(xp, inc, dg.polar)
