@@ -149,8 +149,9 @@ def _tables(xp, like):
     return got
 
 
-def _radius_angle(xp, base, key: int, dtype):
-    """r = sqrt(-2 ln u1) and the angle's arc index and offset delta (see the module docstring)."""
+def _box_muller_parts(xp, base, key: int, dtype):
+    """r = sqrt(-2 ln u1), the cos and sin of the angle's arc centre, and cos(delta) - 1 and sin(delta) of
+    its offset from that centre (see the module docstring)."""
     z = bits(xp, base, key)
     hi = xp.astype(_shr(z, 32, z.dtype == xp.uint64), dtype)
     r = xp.sqrt(-2.0 * xp.log((hi + 0.5) * (2.0 ** -32)))
@@ -158,29 +159,21 @@ def _radius_angle(xp, base, key: int, dtype):
     arc = lo >> _ARC_BITS                                   # lo >= 0: an arithmetic shift is logical here
     off = xp.astype(lo & ((1 << _ARC_BITS) - 1), dtype)
     delta = (off - ((1 << (_ARC_BITS - 1)) - 0.5)) * (2.0 * math.pi / 2.0 ** 32)
-    return r, arc, delta
-
-
-def _cos_sin_parts(xp, arc, delta, r):
     d2 = delta * delta
     cm1 = d2 * (d2 * (1.0 / 24.0) - 0.5)                   # cos(delta) - 1
     sn = delta + delta * (d2 * (d2 * (1.0 / 120.0) - 1.0 / 6.0))   # sin(delta)
     C, S = _tables(xp, delta)
-    c = xp.take(C, arc, axis=0)
-    s = xp.take(S, arc, axis=0)
-    return c, s, cm1, sn
+    return r, xp.take(C, arc, axis=0), xp.take(S, arc, axis=0), cm1, sn
 
 
 def normal_pair(xp, base, seed: int, stream: int, shot: int, draw: int, dtype):
     """Two independent standard normal deviates (r cos theta, r sin theta) from one hashed value (Box-Muller;
     the 32-bit radius uniform bounds |N| below 6.7)."""
-    r, arc, delta = _radius_angle(xp, base, stream_key(seed, stream, shot, draw), dtype)
-    c, s, cm1, sn = _cos_sin_parts(xp, arc, delta, r)
+    r, c, s, cm1, sn = _box_muller_parts(xp, base, stream_key(seed, stream, shot, draw), dtype)
     return r * (c + (c * cm1 - s * sn)), r * (s + (s * cm1 + c * sn))
 
 
 def normal(xp, base, seed: int, stream: int, shot: int, draw: int, dtype):
     """The first (cosine) deviate of :func:`normal_pair`."""
-    r, arc, delta = _radius_angle(xp, base, stream_key(seed, stream, shot, draw), dtype)
-    c, s, cm1, sn = _cos_sin_parts(xp, arc, delta, r)
+    r, c, s, cm1, sn = _box_muller_parts(xp, base, stream_key(seed, stream, shot, draw), dtype)
     return r * (c + (c * cm1 - s * sn))
