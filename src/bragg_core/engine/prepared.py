@@ -24,7 +24,7 @@ from ..experiment import Detector, Experiment, ExperimentError
 from ..units import R_E_SQR_M2
 from .inputs import KernelInputs, kernel_inputs
 from .kernel import render_tile
-from .render import _assemble, _finish, render_mapped
+from .render import assemble_tiles, finish_block, render_mapped
 from .setup import Setup, build_setup, input_arrays, roi_bounds
 from .tiling import DEFAULT_MEMORY_BUDGET, plan_tiles, tile_rects
 
@@ -110,8 +110,8 @@ class PreparedRender:
             qb = self._plan.orientations_per_block
             tiles = [xp.reshape(render_tile(k, f_idx, s_idx, qb), shape)   # over tiles, not pixels
                      for f_idx, s_idx, shape in self._tiles]
-            block = _assemble(xp, tiles, [None] * len(tiles), self._H)
-        return _finish(setup, ctx, block, self._roi, None, zeros, False)[0]
+            block = assemble_tiles(xp, tiles, self._H)
+        return finish_block(setup, ctx, block, self._roi, zeros, False)
 
     __call__ = render
 

@@ -70,7 +70,7 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
     if caps.jit_tiles:  # one compiled computation, reused for every tile
         block = render_mapped(k, plan, (x0, y0, W, H), progress)
         info = RenderInfo(tiles=len(rects), workers=1, forked=False, workers_private_bytes=0)
-        return _finish(setup, ctx, block, (x0, x1, y0, y1), info, zeros, prealloc)
+        return finish_block(setup, ctx, block, (x0, x1, y0, y1), zeros, prealloc), info
 
     def compute(rect):
         r0, r1, c0, c1 = rect
@@ -110,14 +110,15 @@ def render_detailed(setup: Setup, memory_budget_bytes: int | None = None, progre
             return out
 
         tiles = parallel.run_threads(tile, rects, workers, ctx)
-        block = _assemble(xp, tiles, rects, H)
+        block = assemble_tiles(xp, tiles, H)
         del tiles
     info = RenderInfo(tiles=len(rects), workers=workers, forked=forked, workers_private_bytes=added)
-    return _finish(setup, ctx, block, (x0, x1, y0, y1), info, zeros, prealloc)
+    return finish_block(setup, ctx, block, (x0, x1, y0, y1), zeros, prealloc), info
 
 
-def _finish(setup, ctx, block, roi, info, zeros, prealloc):
-    """Mask the rendered block and place it on the whole detector."""
+def finish_block(setup, ctx, block, roi, zeros, prealloc):
+    """The rendered region-of-interest block, masked and placed on the whole detector (``prealloc``: a host
+    block, changed in place)."""
     xp = ctx.xp
     x0, x1, y0, y1 = roi
     fp, sp = setup.detector.fpixels, setup.detector.spixels
@@ -129,13 +130,13 @@ def _finish(setup, ctx, block, roi, info, zeros, prealloc):
             whole = zeros((sp, fp), block.dtype)
             whole[y0:y1 + 1, x0:x1 + 1] = block
             block = whole
-        return ctx.from_host(block), info
+        return ctx.from_host(block)
     if setup.mask is not None:
         m = ctx.asarray(np.asarray(to_numpy(setup.mask))[y0:y1 + 1, x0:x1 + 1] != 0, dtype=xp.bool)
         block = xp.where(m, block, xp.zeros_like(block))
     if (W, H) == (fp, sp):
-        return block, info
-    return _pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp), zeros), info
+        return block
+    return _pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp), zeros)
 
 
 def render_mapped(k: KernelInputs, plan, origin, progress):
@@ -180,7 +181,7 @@ def render_mapped(k: KernelInputs, plan, origin, progress):
     return block[:H, :W]
 
 
-def _assemble(xp, tiles, rects, H):
+def assemble_tiles(xp, tiles, H):
     """One (H, W) block from tiles in row order (bands of rows, or pieces of each row)."""
     if len(tiles) > H:  # pieces of rows: join each row first
         per_row = len(tiles) // H
@@ -209,4 +210,5 @@ def _pad_to_detector(xp, block, roi, size, zeros):
     return xp.concat(vparts, axis=0) if len(vparts) > 1 else rows
 
 
-__all__ = ["render", "render_detailed", "render_mapped", "RenderInfo", "ImageStats", "image_stats"]
+__all__ = ["render", "render_detailed", "render_mapped", "assemble_tiles", "finish_block", "RenderInfo", "ImageStats",
+           "image_stats"]
