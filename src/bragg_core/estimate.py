@@ -20,7 +20,7 @@ from .experiment import Experiment
 from .geometry.sampling import mosaic_domains, phi_steps, range_steps, recommended_oversample, thickness_steps
 
 __all__ = ["RunEstimate", "RunTooLarge", "estimate_run", "check_run", "available_memory_bytes",
-           "MAX_WORK_PATHS", "MAX_GRID_CELLS", "PATHS_PER_SECOND", "output_bytes"]
+           "MAX_WORK_PATHS", "MAX_GRID_CELLS", "PATHS_PER_SECOND", "output_bytes", "format_bytes"]
 
 #: Sub-pixel path evaluations beyond which a run is refused without force (~ a day on a few cores).
 MAX_WORK_PATHS = 2 * 10**12
@@ -197,7 +197,8 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def _size(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """A byte count for messages: 3 significant digits in the largest binary unit it fills (KiB .. TiB)."""
     for unit, div in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= div:
             return f"{n / div:.3g} {unit}"
@@ -236,7 +237,8 @@ def check_run(est: RunEstimate, *, force: bool = False, force_hint: str = "force
             f"{est.n_layers} sensor layers)")
     avail = available_memory if available_memory is not None else available_memory_bytes()
     if avail is not None and est.memory_bytes > avail:
-        raise RunTooLarge(f"the run needs about {_size(est.memory_bytes)} of memory but {_size(avail)} is "
+        raise RunTooLarge(f"the run needs about {format_bytes(est.memory_bytes)} of memory but "
+                          f"{format_bytes(avail)} is "
                           f"available ({est.image_pixels} pixels, {est.n_sources} sources, "
                           f"{est.n_mosaic * est.n_phi} orientations, oversample {est.oversample}, "
                           f"{est.n_layers} sensor layers, {est.grid_cells} structure-factor cells); "
@@ -251,13 +253,13 @@ def check_run(est: RunEstimate, *, force: bool = False, force_hint: str = "force
         except OSError:
             continue
         if est.output_bytes > free:
-            raise RunTooLarge(f"the outputs need about {_size(est.output_bytes)} but {d or '.'} has "
-                              f"{_size(free)} free; free some space, or {force_hint} to try anyway")
+            raise RunTooLarge(f"the outputs need about {format_bytes(est.output_bytes)} but {d or '.'} has "
+                              f"{format_bytes(free)} free; free some space, or {force_hint} to try anyway")
 
 
 def check_grid_cells(cells: int, *, force: bool = False, force_hint: str = "force=True") -> None:
     """Refuse a structure-factor grid larger than :data:`MAX_GRID_CELLS` unless forced."""
     if not force and cells > MAX_GRID_CELLS:
-        raise RunTooLarge(f"a structure-factor grid of {cells} cells ({_size(8 * cells)}) is larger than "
+        raise RunTooLarge(f"a structure-factor grid of {cells} cells ({format_bytes(8 * cells)}) is larger than "
                           f"the limit of {MAX_GRID_CELLS} cells; {force_hint} to use it anyway")
 

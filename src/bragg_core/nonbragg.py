@@ -285,13 +285,13 @@ _BYTES_PER_PIXEL = 64
 
 def check_image_size(pixels: int, flags: str) -> None:
     """Refuse, naming ``flags``, an image whose making would not fit in the memory available."""
-    from .estimate import _size, available_memory_bytes
+    from .estimate import available_memory_bytes, format_bytes
 
     need = pixels * _BYTES_PER_PIXEL
     avail = available_memory_bytes()
     if avail is not None and need > avail:
-        raise UsageError(f"{flags}: a {pixels}-pixel image needs about {_size(need)}, more than the "
-                         f"{_size(avail)} of memory available")
+        raise UsageError(f"{flags}: a {pixels}-pixel image needs about {format_bytes(need)}, more than the "
+                         f"{format_bytes(avail)} of memory available")
 
 
 def main(argv=None) -> int:
