@@ -20,9 +20,11 @@ writes a run to disk (see ``docs/shots.md``).
 The code is split by concept: :mod:`~bragg_core.shots.distributions` (what a
 field draws per shot), :mod:`~bragg_core.shots.rotations` (random rotations,
 misset angles), :mod:`~bragg_core.shots.run` (the run, the shots' seeds and
-ground truth), :mod:`~bragg_core.shots.execute` (rendering one shot or many)
-and :mod:`~bragg_core.shots.cli` (the command).  Every name is importable from
-``bragg_core.shots`` itself.
+ground truth), :mod:`~bragg_core.shots.execute` (rendering one shot or many),
+:mod:`~bragg_core.shots.config` (a run's TOML file), :mod:`~bragg_core.shots.output`
+(the output folder: shot files, manifest, NXmx stack) and
+:mod:`~bragg_core.shots.cli` (the command).  Every name but those of the last
+three is importable from ``bragg_core.shots`` itself.
 """
 
 from __future__ import annotations
