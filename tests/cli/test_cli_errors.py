@@ -63,6 +63,12 @@ def test_bad_input(argv, needle, tmp_path, capsys):
     assert os.listdir(tmp_path) == []
 
 
+def test_printout_without_a_pixel_warns(tmp_path, capsys):
+    rc, out, err = _run(GOOD + ["-printout", "-nopgm", "-nonoise", "-noprogress"], tmp_path, capsys)
+    assert rc == 0
+    assert "WARNING: -printout without -printout_pixel" in out
+
+
 def test_no_structure_factors_prints_usage(tmp_path, capsys):
     rc, out, err = _run("-cell 100 100 100 90 90 90 -N 5 -detpixels 8".split(), tmp_path, capsys)
     assert rc == 2 and "usage:" in err and "no structure factors" in err

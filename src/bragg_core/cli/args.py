@@ -370,9 +370,9 @@ def _detector_kwargs_from_flags(opts: Options, convention: str, pivot: str | Non
         fpixels=fp, spixels=sp, pixel_size_mm=v("-pixel", 0.1),
         distance_mm=v("-distance", 100.0), close_distance_mm=v("-close_distance"),
         convention=convention, pivot=pivot,
-        beam_center_mm=None if beam_center is None else _pair(beam_center),
-        close_point_mm=None if close_point is None else _pair(close_point),
-        xds_origin_px=None if org is None else _pair(org),
+        beam_center_mm=beam_center,
+        close_point_mm=close_point,
+        xds_origin_px=org,
         rotation_deg=rot, twotheta_deg=v("-twotheta", 0.0),
         fdet_vector=v("-fdet_vector"), sdet_vector=v("-sdet_vector"), odet_vector=v("-odet_vector"),
         beam_vector=v("-beam_vector"), polar_vector=v("-polar_vector"), spindle_axis=v("-spindle_axis"),
@@ -383,10 +383,6 @@ def _detector_kwargs_from_flags(opts: Options, convention: str, pivot: str | Non
         roi=roi, mask=mask,
     )
     return _fill_pairs(det_kwargs)
-
-
-def _pair(p):
-    return p
 
 
 def _fill_pairs(kw):
@@ -567,7 +563,7 @@ def _run_config_from_flags(opts: Options, cwd: str, exp: Experiment, fp: int, sp
         memory_budget=None if budget is None else int(budget * 2**20),
         fdump_written_from=hkl_grid if opts.has("-hkl") else None,
         warnings=warnings,
-        trace_pixels=_trace_requests(opts, fp, sp),
+        trace_pixels=_trace_requests(opts, fp, sp, warnings),
     )
 
 
@@ -580,8 +576,9 @@ def _outputs_from_flags(opts: Options) -> tuple:
     return outputs, write_noise, write_pgm
 
 
-def _trace_requests(opts: Options, fp: int, sp: int) -> list:
-    """(slow, fast) pixels for -trace_pixel SLOW FAST and -printout_pixel FAST SLOW."""
+def _trace_requests(opts: Options, fp: int, sp: int, warnings: list) -> list:
+    """(slow, fast) pixels for -trace_pixel SLOW FAST and -printout_pixel FAST SLOW; a -printout that asks
+    for no pixel adds to ``warnings``."""
     out = []
     if opts.has("-trace_pixel"):
         out.append(tuple(opts.get("-trace_pixel")))
@@ -592,7 +589,7 @@ def _trace_requests(opts: Options, fp: int, sp: int) -> list:
         if not (0 <= s < sp and 0 <= f < fp):
             raise UsageError(f"pixel (slow {s}, fast {f}) is outside the {sp} x {fp} detector")
     if opts.has("-printout") and not opts.has("-printout_pixel"):
-        opts.warnings.append("-printout without -printout_pixel: use -trace_pixel SLOW FAST for one pixel")
+        warnings.append("-printout without -printout_pixel: use -trace_pixel SLOW FAST for one pixel")
     return out
 
 
