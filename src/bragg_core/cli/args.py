@@ -4,7 +4,8 @@ The flags are parsed by :mod:`bragg_core.cli.options` (``parse_args``,
 ``Options``, ``_SPEC`` and ``ALIASES`` can be imported from here too);
 :func:`build_config` turns them into a :class:`RunConfig` in steps: camera
 parameters from image headers, convention and pivot, detector size, beam,
-detector, crystal and structure factors, then outputs and the run estimate.
+detector, crystal and structure factors (:mod:`bragg_core.cli.crystal_flags`),
+then outputs and the run estimate.
 The steps run in a fixed order, which is also the order in which faults in
 the input are reported.  The reference's precedence rules
 are kept where they are conventions rather than accidents (``specs/cli.md``):
@@ -21,14 +22,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..experiment import Beam, Crystal, Detector, Experiment, ExperimentError
+from ..experiment import Beam, Detector, Experiment, ExperimentError
+from .crystal_flags import crystal_from_flags
 from .options import _SPEC as _SPEC  # the parser's names are importable from here too
 from .options import ALIASES as ALIASES
 from .options import HELP_FLAGS as HELP_FLAGS
 from .options import Options, _last_of
 from .options import help_requested as help_requested
 from .options import parse_args as parse_args
-from .validate import INT_MAX, UsageError, check_value, flag_for_message
+from .validate import INT_MAX, UsageError, check_value, flag_for_message, flag_path, read_flag_file
 
 _CONVENTION_FLAGS = ("-mosflm", "-xds", "-adxv", "-denzo", "-dials")
 _CUSTOM_VECTORS = ("-fdet_vector", "-sdet_vector", "-odet_vector", "-beam_vector", "-polar_vector",
@@ -93,7 +95,7 @@ def _build_config(opts: Options, cwd: str = ".") -> RunConfig:
     lam = _wavelength(opts)
     beam = _beam_from_flags(opts, cwd, convention, lam)
     det_kwargs = _detector_kwargs_from_flags(opts, convention, pivot, fp, sp)
-    crystal, hkl_grid = _crystal_from_flags(opts, cwd, lam, beam, det_kwargs, warnings)
+    crystal, hkl_grid = crystal_from_flags(opts, cwd, lam, beam, det_kwargs, warnings)
     try:
         exp = Experiment(beam=beam, detector=Detector(**det_kwargs), crystal=crystal)
     except ExperimentError as exc:
@@ -127,7 +129,7 @@ def _ingest_headers(opts: Options, cwd: str, warnings: list) -> None:
     for flag in ("-mask", "-img"):
         if not opts.has(flag):
             continue
-        path = _path(cwd, opts.get(flag))
+        path = flag_path(cwd, opts.get(flag))
         try:
             header, data = read_smv(path)
         except OSError as exc:
@@ -336,7 +338,7 @@ def _sources_from_file(opts: Options, cwd: str, convention: str, lam: float) -> 
     v = opts.get
     bvec = v("-beam_vector") if convention == "custom" and opts.has("-beam_vector") else \
         CONVENTION_VECTORS[convention]["beam"]
-    s = _read("-sourcefile", read_sourcefile, _path(cwd, v("-sourcefile")), beam_vector=tuple(bvec),
+    s = read_flag_file("-sourcefile", read_sourcefile, flag_path(cwd, v("-sourcefile")), beam_vector=tuple(bvec),
               wavelength=units.angstrom_to_m(lam))
     return s.positions, units.m_to_angstrom(s.wavelengths)
 
@@ -392,153 +394,6 @@ def _fill_pairs(kw):
         if p is not None and (p[0] is None or p[1] is None):
             kw[key] = None if p[0] is None and p[1] is None else p
     return kw
-
-
-# the crystal and its structure factors
-
-def _crystal_from_flags(opts: Options, cwd: str, lam: float, beam: Beam, det_kwargs: dict,
-                        warnings: list) -> tuple:
-    """(the Crystal, the grid read from ``-hkl`` or None): Fdump.bin is written from the latter."""
-    v = opts.get
-    shape = _crystal_shape(opts)
-    N = _cell_counts(opts)
-    size = _crystal_size(opts)
-    cell = v("-cell")
-    recip = _mat_orientation(opts, cwd, lam, warnings)
-    default_F = v("-default_F", 0.0)
-    sf_file = _structure_factor_file(opts, cwd, lam, beam, det_kwargs, default_F, warnings)
-    cell, recip = _unit_cell(opts, cwd, cell, recip, sf_file)
-    grid, hkl_grid = _structure_factors(opts, cwd, sf_file, default_F, warnings)
-    misset = v("-misset")
-    interp = None
-    if opts.has("-interpolate") or opts.has("-nointerpolate"):
-        interp = _last_of(opts, ("-interpolate", "-nointerpolate")) == "-interpolate"
-    crystal = Crystal(
-        cell_A_deg=tuple(cell) if cell is not None and recip is None else None,
-        reciprocal_vectors_per_A=recip,
-        misset_deg=None if misset in (None, "random") else tuple(misset),
-        misset_random=misset == "random", misset_seed=v("-misset_seed", v("-seed", 1)),
-        N_cells=tuple(N), size_mm=size, shape=shape, fudge=v("-fudge", 1.0),
-        mosaic_spread_deg=v("-mosaic"), mosaic_domains=v("-mosaic_dom"),
-        mosaic_seed=v("-mosaic_seed", 12345678),
-        phi_start_deg=v("-phi", 0.0), osc_deg=v("-osc"), phi_step_deg=v("-phistep"), phi_steps=v("-phisteps"),
-        default_F=default_F, structure_factors=grid, interpolate=interp, dmin_A=v("-dmin", 0.0),
-    )
-    return crystal, hkl_grid
-
-
-def _crystal_shape(opts: Options) -> str:
-    """The shape transform: the last of -square_xtal, -round_xtal, -gauss_xtal, -tophat_spots (default square)."""
-    shape = "square"
-    last_shape = _last_of(opts, ("-square_xtal", "-round_xtal", "-gauss_xtal", "-tophat_spots"))
-    if last_shape:
-        shape = {"-square_xtal": "square", "-round_xtal": "round", "-gauss_xtal": "gauss",
-                 "-tophat_spots": "tophat"}[last_shape]
-    return shape
-
-
-def _cell_counts(opts: Options) -> list:
-    """Unit cells along a, b, c: -N sets all three, -Na/-Nb/-Nc one, in the order given."""
-    v = opts.get
-    N = [1.0, 1.0, 1.0]
-    for f in opts.order:
-        if f == "-N":
-            N = [v("-N")] * 3
-        elif f in ("-Na", "-Nb", "-Nc"):
-            N["abc".index(f[-1])] = v(f)
-    return [float(int(n)) for n in N]  # cell counts are whole numbers on the command line
-
-
-def _crystal_size(opts: Options) -> tuple | None:
-    """The crystal's size in mm (x, y, z): -xtalsize sets all three, -xtal_thick/_width/_height one; None if unset."""
-    v = opts.get
-    sx = sy = sz = 0.0
-    for f in opts.order:
-        if f == "-xtalsize":
-            sx = sy = sz = v(f)
-        elif f == "-xtal_thick":
-            sx = v(f)
-        elif f == "-xtal_width":
-            sy = v(f)
-        elif f == "-xtal_height":
-            sz = v(f)
-    if sx > 0 or sy > 0 or sz > 0:
-        return (sx, sy, sz)
-    return None
-
-
-def _mat_orientation(opts: Options, cwd: str, lam: float, warnings: list):
-    """The reciprocal vectors of the ``-mat`` MOSFLM matrix at wavelength ``lam`` (None without -mat)."""
-    if not opts.has("-mat"):
-        return None
-    from ..io import read_mosflm_matrix, reciprocal_vectors_from_mosflm
-
-    m = _read("-mat", read_mosflm_matrix, _path(cwd, opts.get("-mat")), warnings_out=warnings)
-    return reciprocal_vectors_from_mosflm(m, lam)
-
-
-def _structure_factor_file(opts: Options, cwd: str, lam: float, beam: Beam, det_kwargs: dict, default_F: float,
-                           warnings: list):
-    """The structure factors of -mtz, -sfcif or -model (cli/sf_files.py), or None when none is given."""
-    if not any(opts.has(f) for f in ("-mtz", "-sfcif", "-model")):
-        return None
-    from .sf_files import load_structure_factors
-
-    try:
-        det_for_sf = Detector(**det_kwargs)
-    except ExperimentError as exc:
-        raise UsageError(flag_for_message(str(exc))) from exc
-    sf_file = load_structure_factors(opts, cwd, lam, det_for_sf, beam, default_F, UsageError)
-    warnings.append(sf_file.note)
-    return sf_file
-
-
-def _unit_cell(opts: Options, cwd: str, cell, recip, sf_file) -> tuple:
-    """(cell, reciprocal vectors): as given, else the structure-factor file's cell, else the -expt crystal."""
-    if sf_file is not None and cell is None and recip is None and sf_file.cell is not None:
-        cell = sf_file.cell  # the file's cell when none is given
-    if cell is None and recip is None and opts.has("-expt"):
-        from .panel_flags import expt_reciprocal
-
-        recip = expt_reciprocal(opts, cwd)  # the experiment list's crystal
-    if cell is None and recip is None:
-        raise UsageError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
-    return cell, recip
-
-
-def _structure_factors(opts: Options, cwd: str, sf_file, default_F: float, warnings: list) -> tuple:
-    """(the structure-factor grid, the same grid when it came from ``-hkl`` else None).
-
-    The grid comes from a structure-factor file, ``-hkl``, or an Fdump.bin in
-    the working directory; None leaves every F at a non-zero ``-default_F``.
-    """
-    grid = None
-    fdump_src = None
-    if sf_file is not None:
-        grid = sf_file.grid
-    elif opts.has("-hkl"):
-        from ..estimate import MAX_GRID_CELLS
-        from ..io import read_hkl
-
-        limit = {} if opts.has("-force") else {"max_cells": MAX_GRID_CELLS}
-        try:
-            grid = _read("-hkl", read_hkl, _path(cwd, opts.get("-hkl")), default_F, warnings_out=warnings, **limit)
-        except UsageError as exc:
-            if "more than the limit" in str(exc) and not opts.has("-force"):
-                raise UsageError(f"{exc}; -force lifts the limit to {2**28} cells") from None
-            raise
-        fdump_src = grid
-    else:
-        from ..io import read_fdump
-
-        dump = _path(cwd, "Fdump.bin")
-        if os.path.exists(dump):
-            grid = _read("Fdump.bin", read_fdump, dump, warnings_out=warnings)
-            warnings.append("reading structure factors from Fdump.bin (no -hkl given)")
-        elif default_F == 0.0:
-            raise UsageError("no structure factors: give -hkl FILE, an Fdump.bin in the working "
-                             "directory, or a non-zero -default_F")
-    return grid, fdump_src
 
 
 # outputs, the run estimate and the run options
@@ -610,7 +465,7 @@ def _distinct_outputs(outputs: dict, write_noise: bool, write_pgm: bool, fdump: 
     for flag, path in named:
         if path == "":
             raise UsageError(f"{flag} expects a file name, got ''")
-        full = os.path.realpath(_path(cwd, path))
+        full = os.path.realpath(flag_path(cwd, path))
         if full in seen:
             raise UsageError(f"{seen[full]} and {flag} name the same file {path!r}; give each output its own")
         seen[full] = flag
@@ -618,10 +473,10 @@ def _distinct_outputs(outputs: dict, write_noise: bool, write_pgm: bool, fdump: 
 
     for flag, path in named:  # before any work: a run whose outputs cannot be written is not started
         try:
-            check_destination(_path(cwd, path))
+            check_destination(flag_path(cwd, path))
         except OutputError as exc:
             raise UsageError(f"{flag.split(' ')[0]}: cannot write {path}: {exc.reason}") from None
-    return [_path(cwd, p) for _, p in named]
+    return [flag_path(cwd, p) for _, p in named]
 
 
 def _check_run(opts, exp, dtype, budget_mib, pgm, noise, paths) -> None:
@@ -637,30 +492,3 @@ def _check_run(opts, exp, dtype, budget_mib, pgm, noise, paths) -> None:
         raise UsageError(str(exc)) from None
     except ExperimentError as exc:
         raise UsageError(flag_for_message(str(exc))) from None
-
-
-# reading input files
-
-def _read(flag: str, reader, path: str, *args, warnings_out: list | None = None, **kwargs):
-    """Call a file reader; turn its failures into a UsageError naming the flag and file.
-
-    The reader's warnings (a rounded Miller index) are returned as WARNING
-    lines in ``warnings_out`` rather than printed by Python next to an error.
-    """
-    import warnings as _warnings
-
-    try:
-        with _warnings.catch_warnings(record=True) as caught:
-            _warnings.simplefilter("always")
-            out = reader(path, *args, **kwargs)
-        if warnings_out is not None:
-            warnings_out.extend(str(w.message) for w in caught)
-        return out
-    except OSError as exc:
-        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
-
-
-def _path(cwd, p):
-    return p if os.path.isabs(p) else os.path.join(cwd, p)

@@ -13,6 +13,7 @@ the command line name the flag when such a check fails.
 from __future__ import annotations
 
 import math
+import os
 
 __all__ = ["UsageError", "INT_MAX", "check_value", "parse_number", "FIELD_FLAGS", "flag_for_message"]
 
@@ -192,3 +193,29 @@ def check_finite(image, exp, dtype: str = "float64") -> None:
         f"files (above 3.4e38); it scales with -fluence/-flux ({beam.fluence_photons_per_m2:g} photons/m^2), "
         f"the structure factors squared ({sf}), the cell counts to the sixth power (-N {tuple(cr.N_cells)}) "
         f"and -fudge; lower them (no file was written)")
+
+
+def read_flag_file(flag: str, reader, path: str, *args, warnings_out: list | None = None, **kwargs):
+    """Call a file reader; turn its failures into a UsageError naming the flag and file.
+
+    The reader's warnings (a rounded Miller index) are returned as WARNING
+    lines in ``warnings_out`` rather than printed by Python next to an error.
+    """
+    import warnings as _warnings
+
+    try:
+        with _warnings.catch_warnings(record=True) as caught:
+            _warnings.simplefilter("always")
+            out = reader(path, *args, **kwargs)
+        if warnings_out is not None:
+            warnings_out.extend(str(w.message) for w in caught)
+        return out
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def flag_path(cwd, p):
+    """A path given on the command line, relative to the run's folder unless absolute."""
+    return p if os.path.isabs(p) else os.path.join(cwd, p)
