@@ -156,7 +156,7 @@ def pixel_noise(photons, model: DetectorModel, pixel_index):
 
 
 _BLOCK_PIXELS = 1 << 16      # per-pixel steps in blocks of rows of about this many pixels (cache-sized passes)
-_PSF_BLOCK_PIXELS = 1 << 18  # PSF blocks: larger, so that the halo of R rows above and below costs little
+_PSF_BLOCK_PIXELS = 1 << 16  # PSF blocks: cache-sized too, but never under 4R rows (the halo is 2R rows a block)
 
 
 def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixel_index=None) -> DetectorImage:
@@ -276,7 +276,7 @@ def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixe
         def spread(r0, r1):
             return finish(r0, r1, gauss_rows(xp, photons, e, radius, r0, r1, scale=pscale, clip=clip) + lost)
 
-        prow = parallel.block_rows(W + 2 * radius, pixels=_PSF_BLOCK_PIXELS)
+        prow = max(parallel.block_rows(W + 2 * radius, pixels=_PSF_BLOCK_PIXELS), 4 * radius)
         out = run(spread, final_out, prow, 4 * radius + 8)
     else:
         p = photons if pscale is None else photons * pscale
