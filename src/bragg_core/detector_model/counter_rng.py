@@ -163,6 +163,8 @@ def _box_muller_parts(xp, base, key: int, dtype):
     cm1 = d2 * (d2 * (1.0 / 24.0) - 0.5)                   # cos(delta) - 1
     sn = delta + delta * (d2 * (d2 * (1.0 / 120.0) - 1.0 / 6.0))   # sin(delta)
     C, S = _tables(xp, delta)
+    if arc.dtype != xp.int64:
+        arc = xp.astype(arc, xp.int64)                      # an index of the platform's type: two takes
     return r, xp.take(C, arc, axis=0), xp.take(S, arc, axis=0), cm1, sn
 
 

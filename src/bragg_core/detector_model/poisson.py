@@ -49,99 +49,124 @@ def log_factorial(xp, k, table):
     inv = 1.0 / xs
     inv2 = inv * inv
     stirling = (xs - 0.5) * xp.log(xs) - xs + _HALF_LOG_2PI + inv * (1.0 / 12 - inv2 * (1.0 / 360 - inv2 / 1260))
-    idx = xp.astype(xp.clip(k, 0.0, 32.0), xp.int64)
+    idx = xp.astype(xp.where(big, xp.zeros_like(k), k), xp.int64)   # k < 32 where the table is read
     return xp.where(big, stirling, xp.take(table, idx, axis=0))
 
 
-def _all(xp, mask) -> bool:
-    return bool(xp.all(mask))
+_INV_CHUNK = 4  # inversion steps between checks for pixels still searching
+
+
+def _inversion_steps(xp, u, lam, p, cdf, count, n0: int, n1: int):
+    """Inversion steps n0..n1-1: count the cumulative sums still below u, add the next term."""
+    for n in range(n0, n1):  # inversion steps
+        count = count + xp.astype(cdf < u, lam.dtype)
+        p = p * lam / float(n)
+        cdf = cdf + p
+    return p, cdf, count
+
+
+def _inversion_eager(xp, u, lam, p, cdf, count, n0: int = 1):
+    """Steps from n0 on, in chunks; each chunk on the pixels whose search the chunks before did not end."""
+    n1 = min(n0 + _INV_CHUNK, MAX_STEPS + 1)
+    p, cdf, count = _inversion_steps(xp, u, lam, p, cdf, count, n0, n1)
+    if n1 > MAX_STEPS:
+        return count
+    still = cdf < u
+    idx = xp.nonzero(still)[0]
+    if idx.shape[0]:
+        sub = [xp.take(x, idx, axis=0) for x in (u, lam, p, cdf, count)]
+        count[still] = _inversion_eager(xp, *sub, n1)
+    return count
 
 
 def _inversion(xp, lam, base, key, compact: bool, check: bool = False):
     """Deviates for means below SMALL_MEAN by inverting the cumulative distribution with one uniform.
 
-    ``check`` (fixed shapes, host-readable values): stop once no pixel's count can grow.
+    ``compact``: eager backends (later steps on the pixels still searching only); else fixed
+    shapes, and ``check`` (host-readable values) stops once no pixel's count can grow.
     """
     u = uniform(xp, base, key, lam.dtype)
     p = xp.exp(-lam)
-    cdf = p
     count = xp.zeros_like(lam)
-    res = xp.zeros_like(lam)
-    alive = xp.ones(lam.shape, dtype=xp.bool, device=_dev(lam))
-    for n in range(1, MAX_STEPS + 1):  # inversion steps
-        more = cdf < u
-        count = count + xp.astype(more, lam.dtype)
-        p = p * lam / float(n)
-        cdf = cdf + p
-        if compact and n % 4 == 0:  # eager backends: keep working on the pixels not yet done
-            res[alive] = count
-            still = cdf < u
-            alive = _narrow(xp, alive, still)
-            if not bool(xp.any(still)):
-                return res
-            u, p, cdf, count, lam = u[still], p[still], cdf[still], count[still], lam[still]
-        elif check and n % 4 == 0 and not bool(xp.any(cdf < u)):
-            return count
     if compact:
-        res[alive] = count
-        return res
+        return _inversion_eager(xp, u, lam, p, p, count)
+    cdf = p
+    for n0 in range(1, MAX_STEPS + 1, _INV_CHUNK):  # chunks of inversion steps
+        p, cdf, count = _inversion_steps(xp, u, lam, p, cdf, count, n0, min(n0 + _INV_CHUNK, MAX_STEPS + 1))
+        if check and not bool(xp.any(cdf < u)):
+            return count
     return count
+
+
+def _ptrs_round(xp, ll, bb, key: int, table, compact: bool):
+    """One PTRS round for every element: the candidate count (>= 0) and whether it is accepted.
+
+    ``compact`` (eager backends): the full test only where the squeeze neither accepts nor rejects.
+    """
+    slam = xp.sqrt(ll)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    U, V = uniform_pair(xp, bb, key, ll.dtype)
+    U = U - 0.5
+    us = 0.5 - xp.abs(U)
+    k = xp.floor((2.0 * a / us + b) * U + ll + 0.43)
+    quick = (us >= 0.07) & (V <= 0.9277 - 3.6224 / (b - 2.0))
+    hopeless = (k < 0) | ((us < 0.013) & (V > us))
+    kk = xp.where(k < 0, xp.zeros_like(k), k)
+    if not compact:
+        return kk, quick | (~hopeless & _full_test(xp, V, us, kk, ll, a, b, table))
+    need = ~quick & ~hopeless
+    idx = xp.nonzero(need)[0]
+    if not idx.shape[0]:
+        return kk, quick
+    accept = xp.asarray(quick, copy=True)
+    at = [xp.take(x, idx, axis=0) for x in (V, us, kk, ll, a, b)]  # one index, six takes: cheaper than masks
+    accept[need] = _full_test(xp, *at, table)
+    return kk, accept
+
+
+def _ptrs_fallback(xp, ll, bb, seed: int, shot: int):
+    """After MAX_ROUNDS rounds (probability ~1e-16 per pixel): the rounded normal approximation."""
+    n = normal(xp, bb, seed, STREAMS["poisson"], shot, 1 + MAX_ROUNDS, ll.dtype)
+    approx = xp.floor(ll + xp.sqrt(ll) * n + 0.5)
+    return xp.where(approx < 0, xp.zeros_like(approx), approx)
+
+
+def _ptrs_eager(xp, lam, base, seed: int, shot: int, table, r: int = 0):
+    """PTRS from round ``r`` on, each round on the pixels the rounds before rejected only."""
+    if r == MAX_ROUNDS:
+        return _ptrs_fallback(xp, lam, base, seed, shot)
+    kk, accept = _ptrs_round(xp, lam, base, stream_key(seed, STREAMS["poisson"], shot, 1 + r), table, True)
+    left = ~accept
+    if bool(xp.any(left)):  # about one pixel in ten; each later round on a tenth of the one before
+        kk[left] = _ptrs_eager(xp, lam[left], base[left], seed, shot, table, r + 1)
+    return kk
 
 
 def _ptrs(xp, lam, base, seed: int, shot: int, compact: bool, check: bool = False):
     """Deviates for means of at least SMALL_MEAN by transformed rejection (PTRS).
 
-    ``check`` (fixed shapes, host-readable values): stop once no pixel is pending.
+    ``compact``: eager backends (rounds on the pending pixels only); else
+    fixed shapes, and ``check`` (host-readable values) stops once no pixel is pending.
     """
-    stream = STREAMS["poisson"]
-    dt = lam.dtype
-    table = xp.asarray(_LOG_FACT, dtype=dt, device=_dev(lam))
+    table = xp.asarray(_LOG_FACT, dtype=lam.dtype, device=_dev(lam))
+    if compact:
+        return _ptrs_eager(xp, lam, base, seed, shot, table)
     res = xp.zeros_like(lam)
     pending = xp.ones(lam.shape, dtype=xp.bool, device=_dev(lam))
-    ll, bb = lam, base
     for r in range(MAX_ROUNDS):  # rejection rounds
-        slam = xp.sqrt(ll)
-        b = 0.931 + 2.53 * slam
-        a = -0.059 + 0.02483 * b
-        U, V = uniform_pair(xp, bb, stream_key(seed, stream, shot, 1 + r), dt)
-        U = U - 0.5
-        us = 0.5 - xp.abs(U)
-        k = xp.floor((2.0 * a / us + b) * U + ll + 0.43)
-        quick = (us >= 0.07) & (V <= 0.9277 - 3.6224 / (b - 2.0))
-        hopeless = (k < 0) | ((us < 0.013) & (V > us))
-        kk = xp.where(k < 0, xp.zeros_like(k), k)
-        if compact:  # the full test only where the squeeze neither accepts nor rejects
-            need = ~quick & ~hopeless
-            accept = quick
-            if bool(xp.any(need)):
-                accept = xp.asarray(quick, copy=True)
-                accept[need] = _full_test(xp, V[need], us[need], kk[need], ll[need], a[need], b[need], table)
-        else:
-            accept = quick | (~hopeless & _full_test(xp, V, us, kk, ll, a, b, table))
-        if compact:  # eager backends: the next round draws only for the pixels still pending
-            res[pending] = kk
-            left = ~accept
-            pending = _narrow(xp, pending, left)
-            if not bool(xp.any(left)):
-                return res
-            ll, bb = ll[left], bb[left]
-        else:
-            res = xp.where(pending & accept, kk, res)
-            pending = pending & ~accept
-            if check and not bool(xp.any(pending)):
-                return res
-    # still pending after MAX_ROUNDS rounds (probability ~1e-16 per pixel): rounded normal approximation
-    approx = xp.floor(ll + xp.sqrt(ll) * normal(xp, bb, seed, stream, shot, 1 + MAX_ROUNDS, dt) + 0.5)
-    approx = xp.where(approx < 0, xp.zeros_like(approx), approx)
-    if compact:
-        res[pending] = approx
-        return res
-    return xp.where(pending, approx, res)
+        kk, accept = _ptrs_round(xp, lam, base, stream_key(seed, STREAMS["poisson"], shot, 1 + r), table, False)
+        res = xp.where(pending & accept, kk, res)
+        pending = pending & ~accept
+        if check and not bool(xp.any(pending)):
+            return res
+    return xp.where(pending, _ptrs_fallback(xp, lam, base, seed, shot), res)
 
 
 def _full_test(xp, V, us, k, lam, a, b, table):
-    """PTRS's acceptance test: log(V alpha^-1 / (a / us^2 + b)) <= -lam + k log(lam) - log(k!)."""
-    lhs = xp.log(V) + xp.log(1.1239 + 1.1328 / (b - 3.4)) - xp.log(a / (us * us) + b)
+    """PTRS's acceptance test: log(V alpha^-1 / (a / us^2 + b)) <= -lam + k log(lam) - log(k!)
+    (one logarithm of the product: V >= 2^-33 and the other factors are near 1, so nothing underflows)."""
+    lhs = xp.log(V * (1.1239 + 1.1328 / (b - 3.4)) / (a / (us * us) + b))
     return lhs <= -lam + k * xp.log(lam) - log_factorial(xp, k, table)
 
 
@@ -197,11 +222,6 @@ def poisson(xp, mean, base, seed: int, shot: int, approx=None):
     return out
 
 
-def _narrow(xp, mask, keep):
-    """The mask of the True entries of ``mask`` that ``keep`` (one value per True entry) keeps."""
-    out = xp.zeros_like(mask)
-    out[mask] = keep
-    return out
 
 
 def _dev(x):
