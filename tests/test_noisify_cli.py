@@ -122,3 +122,18 @@ def test_bench_detector_runs_on_a_tiny_image(tmp_path, capsys):
     row = json.loads(out.read_text())["rows"][0]
     assert row["backend"] == "numpy" and all(row[k] > 0 for k in ("bragg_s", "background_s", "psf_s", "noise_s"))
     assert "(bg+psf+noise)/bragg" in capsys.readouterr().out
+
+
+def test_bench_detector_scales_the_noise_image_to_a_median(tmp_path, capsys):
+    from bragg_core import bench_detector
+
+    out = tmp_path / "b.json"
+    assert bench_detector.main(["--size", "24", "--rounds", "1", "--median-photons", "3", "--json", str(out)]) == 0
+    import json
+
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["median_photons"] == 3.0 and row["noise_s"] > 0
+    assert "median 3 photons" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        bench_detector.main(["--size", "24", "--median-photons", "0"])
+    assert e.value.code == 2 and "--median-photons" in capsys.readouterr().err

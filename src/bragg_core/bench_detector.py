@@ -1,14 +1,18 @@
 """Timing of the background and detector model against the Bragg render and the reference companions.
 
 ``python -m bragg_core.bench_detector [--size 4096] [--backends numpy,torch] [--dtype float64]
-[--reference-dir DIR] [--rounds 2] [--json FILE]``
+[--median-photons M] [--reference-dir DIR] [--rounds 2] [--json FILE]``
 
 For each backend it times, in one process and after one warm-up call, the
 Bragg render of the benchmark geometry (``bench_4096``: 100 A cubic cell,
 N = 5, lambda 6.2 A, 100 mm, 0.1 mm pixels), the water background of a
 0.1 mm sample on the same detector, the PSF (Gaussian, 100 um, radius 4) of
 that image, and the noise (flicker 2 %, calibration 3 %, Poisson, read-out 3
-ADU).  With ``--reference-dir`` holding ``nonBragg`` and ``noisify`` binaries
+ADU).  The PSF and the noise get the Bragg image plus the background, as
+rendered (about 10^11 photons a pixel: the noise's normal approximation),
+or, with ``--median-photons M``, that image scaled to a median of M photons
+(M below 10: Poisson by inversion; 10 to 10^6: by transformed rejection, as
+in most real images).  With ``--reference-dir`` holding ``nonBragg`` and ``noisify`` binaries
 that you built yourself, it runs them on the same geometry and image in the
 same run (one thread) and reports their wall times.  Results print as a
 table and, with ``--json``, are saved.
@@ -52,9 +56,9 @@ def _best(fn, rounds: int):
     return min(times)
 
 
-def run_backend(name: str, size: int, dtype: str, rounds: int) -> dict:
+def run_backend(name: str, size: int, dtype: str, rounds: int, median_photons: float | None = None) -> dict:
     from . import simulate
-    from ._backend import enable_float64, get_context
+    from ._backend import enable_float64, get_context, to_numpy
     from .amorphous import amorphous_background
     from .detector_model import DetectorModel, apply_detector_model
 
@@ -84,11 +88,13 @@ def run_backend(name: str, size: int, dtype: str, rounds: int) -> dict:
     out["bragg_s"] = _best(render, rounds)
     out["background_s"] = _best(background, rounds)
     holder["image"] = ctx.asarray(holder["bragg"]) + holder["bg"]
+    if median_photons is not None:
+        med = float(np.median(np.asarray(to_numpy(holder["image"]))))
+        holder["image"] = holder["image"] * (median_photons / med)
+        out["median_photons"] = median_photons
     out["psf_s"] = _best(psf, rounds)
     out["noise_s"] = _best(noise, rounds)
     out["detector_total_s"] = out["background_s"] + out["psf_s"] + out["noise_s"]
-    from ._backend import to_numpy
-
     holder["host_image"] = np.asarray(to_numpy(holder["image"]), dtype=np.float32)
     out["_image"] = holder["host_image"]
     return out
@@ -132,17 +138,22 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="numpy")
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--median-photons", type=float, default=None,
+                   help="scale the image the PSF and noise get to this median (photons)")
     p.add_argument("--reference-dir", default=None, help="folder holding nonBragg and noisify binaries")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
+    if a.median_photons is not None and not a.median_photons > 0:
+        p.error("--median-photons must be a positive number of photons")
     rows = []
     image = None
     for name in [b.strip() for b in a.backends.split(",") if b.strip()]:
-        r = run_backend(name, a.size, a.dtype, a.rounds)
+        r = run_backend(name, a.size, a.dtype, a.rounds, a.median_photons)
         image = r.pop("_image")
         rows.append(r)
     ref = run_reference(a.reference_dir, a.size, image) if a.reference_dir else {}
-    print(f"{a.size}^2 {a.dtype}, best of {a.rounds} after a warm-up (seconds)")
+    scaled = "" if a.median_photons is None else f", PSF and noise on an image of median {a.median_photons:g} photons"
+    print(f"{a.size}^2 {a.dtype}, best of {a.rounds} after a warm-up (seconds){scaled}")
     print("backend  bragg  background  psf  noise  bg+psf+noise  (bg+psf+noise)/bragg")
     for r in rows:
         print(f"{r['backend']:8s} {r['bragg_s']:.3f}  {r['background_s']:.3f}  {r['psf_s']:.3f}  {r['noise_s']:.3f}  "
