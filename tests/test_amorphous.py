@@ -195,3 +195,35 @@ def test_forked_workers_change_nothing(monkeypatch, name):
     # forking needs a process without other threads and without a started JAX runtime (an earlier test's)
     assert (calls and max(calls) == 2) or not parallel.fork_available()
     assert np.array_equal(one, forked)
+
+
+@pytest.mark.parametrize("name,budget", [("water_b", 3), ("water_b", 50), ("water_c", 30), ("water_curved", 1)])
+def test_a_row_larger_than_a_block_is_summed_in_bounded_pieces(monkeypatch, name, budget):
+    """A row whose samples (columns x sub-pixels x sources) overflow a block goes in pieces of columns and
+    sub-pixel rows, each within the block (one column's sub-pixel row at least): memory stays bounded
+    however large the oversampling, and the image is the reference's."""
+    import bragg_core.amorphous as am
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StolOrderWarning)
+        exp, kw, _ = build_request(CASES[name])
+    monkeypatch.setenv("BRAGG_CORE_FORK", "0")
+    whole = np.asarray(amorphous_background(exp, dtype="float64", **kw))
+    os_ = exp.detector.oversample or 1
+    sizes = []
+    real = am.amorphous_tile
+
+    def spy(g, dg, sources, table, rows, cols, **k):
+        j0, j1 = k.get("sub_rows") or (0, os_)
+        K = int(sources.incident.shape[0])
+        sizes.append((int(rows.shape[0]) * int(cols.shape[0]) * (j1 - j0) * os_ * K, K * os_))
+        return real(g, dg, sources, table, rows, cols, **k)
+
+    monkeypatch.setattr(am, "_TILE_ELEMENTS", budget)
+    monkeypatch.setattr(am, "amorphous_tile", spy)
+    pieces = np.asarray(amorphous_background(exp, dtype="float64", **kw))
+    assert len(sizes) > exp.detector.spixels  # rows were cut
+    assert all(n <= max(budget, smallest) for n, smallest in sizes), max(sizes)
+    np.testing.assert_allclose(pieces, whole, rtol=1e-12, atol=0)
+    shape = (exp.detector.spixels, exp.detector.fpixels)
+    assert_images_close(pieces, _reference(name, shape), r_min=0.999999, max_rel=1e-5, what=name)

@@ -103,6 +103,7 @@ def test_nonbragg_float_image_equals_the_reference(tmp_path, monkeypatch):
     (["-stol", "water", "-detpixels", "8", "-divsteps", "1"], "square divergence"),
     (["-stol", "water", "-detpixels", "8", "-noisefile", "nodir/noise.img"], "nodir/noise.img"),
     (["-stol", "water", "-detpixels", "8", "-floatfile", "bg.bin", "-intfile", "bg.bin"], "same file"),
+    (["-stol", "water", "-detpixels", "4096", "-oversample", "1000"], "-oversample"),
 ])
 def test_nonbragg_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, capsys, argv, flag):
     monkeypatch.chdir(tmp_path)
@@ -110,6 +111,20 @@ def test_nonbragg_errors_name_the_flag_and_write_nothing(tmp_path, monkeypatch, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_nonbragg_work_limit_is_checked_before_any_work_and_force_lifts_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BRAGG_CORE_MAX_WORK", "300")  # 8 x 8 pixels x 2^2 sub-pixels = 256 evaluations
+    argv = ["-stol", "water", "-detpixels", "8", "-nopgm", "-floatfile", "bg.bin"]
+    assert nonbragg.main(argv + ["-oversample", "2"]) == 0
+    os.remove("bg.bin")
+    capsys.readouterr()
+    assert nonbragg.main(argv + ["-oversample", "3"]) == 2   # 576 evaluations
+    err = capsys.readouterr().err
+    assert "576 evaluations" in err and "-force" in err and os.listdir(tmp_path) == []
+    assert nonbragg.main(argv + ["-oversample", "3", "-force"]) == 0
+    assert (tmp_path / "bg.bin").stat().st_size == 4 * 64
 
 
 def test_bench_detector_runs_on_a_tiny_image(tmp_path, capsys):

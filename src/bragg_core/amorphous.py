@@ -158,11 +158,18 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
     lookup = _lookup(table)
     dtype = ctx.dtype
 
+    def tile(rows, c, sub_rows=None):
+        return amorphous_tile(g, dg, sources, table, rows, c, oversample=os_, kahn=beam.kahn_factor,
+                              polarization=bool(beam.polarization_correction), point_pixel=det.point_pixel,
+                              curved=det.curved, capture=capture, lookup=lookup, sub_rows=sub_rows)
+
     def block(r0, r1):
         rows = g.asarray(np.arange(r0, r1), dtype=xp.int64)
-        raw = amorphous_tile(g, dg, sources, table, rows, cols, oversample=os_, kahn=beam.kahn_factor,
-                             polarization=bool(beam.polarization_correction), point_pixel=det.point_pixel,
-                             curved=det.curved, capture=capture, lookup=lookup)
+        if per_row <= _TILE_ELEMENTS:
+            raw = tile(rows, cols)
+        else:  # one row whose samples overflow a block: pieces of columns and sub-pixel rows, summed
+            raw = xp.concat([_row_in_pieces(xp, tile, rows, cols[c0:c1], c1 - c0, os_, K)
+                             for c0, c1 in _column_pieces(Fp, os_ * os_ * K)], axis=1)
         raw = raw if raw.dtype == dtype else xp.astype(raw, dtype)
         return (raw * scale,)
 
@@ -185,6 +192,26 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
             else ctx.asarray(np.asarray(det.mask, dtype=bool), dtype=ctx.xp.bool)
         image = ctx.xp.where(ctx.xp.astype(m, ctx.xp.bool), image, ctx.xp.zeros_like(image))
     return image
+
+
+def _column_pieces(width: int, per_pixel: int):
+    """(c0, c1) spans of columns of one row, each at most a block of samples (one column at least)."""
+    n = max(1, _TILE_ELEMENTS // per_pixel)
+    return [(c0, min(width, c0 + n)) for c0 in range(0, width, n)]
+
+
+def _row_in_pieces(xp, tile, rows, cols, n_cols: int, os_: int, K: int):
+    """One row's columns ``cols`` as the sum over pieces of sub-pixel rows that keep each piece's
+    samples (columns x sub-rows x oversample x sources) within a block."""
+    per_sub = n_cols * os_ * K
+    if per_sub * os_ <= _TILE_ELEMENTS:
+        return tile(rows, cols)
+    step = max(1, _TILE_ELEMENTS // per_sub)
+    total = None
+    for j0 in range(0, os_, step):  # pieces of sub-pixel rows, each vectorised over its samples
+        part = tile(rows, cols, (j0, min(os_, j0 + step)))
+        total = part if total is None else total + part
+    return total
 
 
 def amorphous_background_panels(experiment: Experiment, detector, material: Any = "water", **kwargs) -> list:

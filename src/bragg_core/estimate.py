@@ -20,7 +20,8 @@ from .experiment import Experiment
 from .geometry.sampling import mosaic_domains, phi_steps, range_steps, recommended_oversample, thickness_steps
 
 __all__ = ["RunEstimate", "RunTooLarge", "estimate_run", "check_run", "available_memory_bytes",
-           "MAX_WORK_PATHS", "MAX_GRID_CELLS", "PATHS_PER_SECOND", "output_bytes", "format_bytes"]
+           "MAX_WORK_PATHS", "MAX_GRID_CELLS", "PATHS_PER_SECOND", "output_bytes", "format_bytes", "format_duration",
+           "max_work_paths"]
 
 #: Sub-pixel path evaluations beyond which a run is refused without force (~ a day on a few cores).
 MAX_WORK_PATHS = 2 * 10**12
@@ -205,7 +206,8 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def _duration(s: float) -> str:
+def format_duration(s: float) -> str:
+    """A duration in seconds as a short phrase ("3.2 hours")."""
     for unit, div in (("years", 3.15e7), ("days", 86400), ("hours", 3600), ("minutes", 60)):
         if s >= div:
             return f"{s / div:.3g} {unit}"
@@ -245,7 +247,7 @@ def check_run(est: RunEstimate, *, force: bool = False, force_hint: str = "force
                           f"use fewer pixels or steps, or {force_hint} to try anyway")
     if est.work > max_work:
         raise RunTooLarge(f"the run is {what} = {est.work:.3g} path evaluations, about "
-                          f"{_duration(est.seconds_one_core)} on one core (the limit is {max_work:.3g}); "
+                          f"{format_duration(est.seconds_one_core)} on one core (the limit is {max_work:.3g}); "
                           f"use fewer pixels or steps, or {force_hint} to run it anyway")
     for d in dict.fromkeys(output_dirs):
         try:

@@ -33,6 +33,7 @@ amorphous material (nonBragg) background image; lengths in mm, angles in degrees
   -polar K  -nopolar  -oversample n  -curved_det  -point_pixel  -roi xmin xmax ymin ymax
   -floatfile FILE (default floatimage.bin)  -intfile FILE  -pgmfile FILE  -noisefile FILE  -scale s  -pgmscale s
   -adc ADU  -seed n  -noprogress
+  -force   run even when the pre-run check says the work (pixels x oversample^2 x sources) will not finish
   -backend numpy|torch|cupy|jax|dask|array_api_strict  -device cpu|cuda|cuda:N  -dtype float32|float64
 """
 
@@ -49,7 +50,7 @@ _FLAGS = {
     "-beam_vector": 3, "-polar_vector": 3, "-polar": 1, "-nopolar": 0, "-oversample": 1, "-curved_det": 0,
     "-point_pixel": 0, "-roi": 4, "-floatfile": 1, "-intfile": 1, "-pgmfile": 1, "-noisefile": 1,
     "-scale": 1, "-pgmscale": 1, "-adc": 1, "-seed": 1, "-noprogress": 0, "-nonoise": 0, "-nopgm": 0,
-    "-backend": 1, "-device": 1, "-dtype": 1,
+    "-backend": 1, "-device": 1, "-dtype": 1, "-force": 0,
 }
 _ALIASES = {
     "-sample_thick": "-thickness", "-sample_x": "-thickness", "-sample_size": "-samplesize",
@@ -294,6 +295,24 @@ def check_image_size(pixels: int, flags: str) -> None:
                          f"{format_bytes(avail)} of memory available")
 
 
+def check_work(exp, force: bool) -> None:
+    """Refuse, before any work, a background of more sample evaluations (pixels x oversample^2 x sources)
+    than the main command's work limit, unless ``-force``."""
+    from .estimate import PATHS_PER_SECOND, estimate_run, format_duration, max_work_paths
+
+    det = exp.detector
+    os_ = int(det.oversample or 1)
+    pixels = det.fpixels * det.spixels   # every pixel is evaluated (a region of interest masks afterwards)
+    n_src = estimate_run(exp).n_sources
+    work = pixels * os_ * os_ * n_src
+    limit = max_work_paths()
+    if not force and work > limit:
+        raise UsageError(f"-oversample/-detpixels/source steps: the background is {pixels} pixels x {os_ * os_} "
+                         f"sub-pixels x {n_src} sources = {work:.3g} evaluations, about "
+                         f"{format_duration(work / PATHS_PER_SECOND)} on one core (the limit is {limit:.3g}); "
+                         "use fewer pixels, a smaller -oversample or fewer source steps, or -force to run it anyway")
+
+
 def main(argv=None) -> int:
     return command_main(argv, USAGE, "nonbragg", _run)
 
@@ -306,6 +325,7 @@ def _run(argv) -> int:
 
     exp, kw, o = build_request(argv)
     check_image_size(exp.detector.fpixels * exp.detector.spixels, "-detpixels/-detsize/-pixel")
+    check_work(exp, o.has("-force"))
     backend, dtype = o.get("-backend"), o.get("-dtype", "float64")
     try:
         enable_float64(backend, "float64")  # also JAX's 64-bit integers, which the noise generator needs

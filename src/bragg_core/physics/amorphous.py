@@ -189,8 +189,12 @@ def _dot3(u, v):
 
 def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: int, kahn: Any,
                    polarization: bool, point_pixel: bool, curved: bool, capture: Any = None,
-                   lookup: Lookup | None = None):
+                   lookup: Lookup | None = None, sub_rows: tuple[int, int] | None = None):
     """sum over sub-pixels and sources of sign(F) F^2 P Omega for the pixels ``rows`` x ``cols``.
+
+    ``sub_rows`` = (j0, j1): only the sub-pixel rows j0..j1-1 of each pixel
+    (slow sub-sample index; all of them by default), so that a caller can
+    bound the temporaries of a huge oversampling by summing parts.
 
     ``rows``/``cols`` are integer index arrays (slow, fast) of the geometry
     context ``g``; ``dg`` a :class:`~bragg_core.geometry.detector.DetectorGeometry`,
@@ -206,11 +210,14 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
     px = dg.pixel_size_m
     sub = px / os_
     j = g.asarray(np.arange(os_, dtype=np.float64))
+    js = j if sub_rows is None else g.asarray(np.arange(*sub_rows, dtype=np.float64))
     r = xp.astype(rows, g.dtype)
     c = xp.astype(cols, g.dtype)
     Fd = sub * (c[:, None] * os_ + j[None, :]) + sub / 2.0    # (C, o)
-    Sd = sub * (r[:, None] * os_ + j[None, :]) + sub / 2.0    # (R, o)
+    Sd = sub * (r[:, None] * os_ + js[None, :]) + sub / 2.0   # (R, o or j1 - j0)
     p0, sv, fv = dg.pix0_m, dg.sdet, dg.fdet
+    # axes: (row, sub-row, column, sub-column) for the geometry, and a last axis of sources where a
+    # projection is taken on a vector per source ((K,) components)
     if curved:
         Fd4, Sd4 = Fd[None, None, :, :], Sd[:, :, None, None]
         pos = [p0[i] + Sd4 * sv[i] + Fd4 * fv[i] for i in range(3)]   # (R, o_slow, C, o_fast)
@@ -219,14 +226,18 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
         bent = rotate_axis(xp, tilted, fv, pos[2] / dg.distance_m)
         pos = [bent[..., i] for i in range(3)]
 
-        def proj(u):
+        def proj(u):  # u: three scalars, or three (K,) arrays (one vector per source)
+            if hasattr(u[0], "shape") and len(u[0].shape):
+                return _dot3([q[..., None] for q in pos], u)
             return _dot3(pos, u)
 
         R2 = _dot3(pos, pos)
     else:
         def proj(u):  # u . pos: a term of the slow and one of the fast position, added as an outer sum
-            a = _dot3(u, p0) + Sd * _dot3(u, sv)
-            return a[:, :, None, None] + (Fd * _dot3(u, fv))[None, None, :, :]
+            per_source = hasattr(u[0], "shape") and len(u[0].shape)
+            S_, F_ = (Sd[..., None], Fd[..., None]) if per_source else (Sd, Fd)
+            a = _dot3(u, p0) + S_ * _dot3(u, sv)
+            return a[:, :, None, None, ...] + (F_ * _dot3(u, fv))[None, None, ...]
 
         a = _dot3(p0, p0) + Sd * (2.0 * _dot3(p0, sv) + Sd * _dot3(sv, sv))
         b = Fd * (2.0 * _dot3(p0, fv) + Fd * _dot3(fv, fv))
@@ -247,30 +258,26 @@ def amorphous_tile(g, dg, sources, table: StolTable, rows, cols, *, oversample: 
         omega = omega * (1.0 - xp.exp(-thick_m * mu / cos_o))
     inc = sources.incident                                   # (K, 3)
     lam = sources.wavelength_m                               # (K,)
-    K = int(inc.shape[0])
     lk = lookup if lookup is not None else Lookup(table)
     plain = is_unpolarised(kahn) or not polarization
-    if polarization and not plain:
-        b_in, e_in = polarization_frame(xp, inc, dg.polar)
-    total = None
-    for k in range(K):  # sources (a handful); pixels and sub-pixels stay vectorised
-        ik = [inc[k, i] for i in range(3)]
-        c2t = proj(ik) * inv_R
-        half_q2 = xp.clip((1.0 + _dot3(ik, ik)) - 2.0 * c2t, min=0.0)   # |d - i|^2
-        stol = (0.5 / lam[k]) * xp.sqrt(half_q2)
-        F = structure_factor(xp, table, stol, g, lookup=lk)
-        term = F * xp.abs(F)                                 # sign(F) F^2
-        if polarization:
-            if plain:
-                pol = 0.5 + 0.5 * (c2t * c2t)
-            else:
-                pe = proj([e_in[k, i] for i in range(3)])
-                pb = proj([b_in[k, i] for i in range(3)])
-                pol = 0.5 * ((1.0 + c2t * c2t) - kahn * ((pe * pe - pb * pb) * inv_R2))
-            term = term * pol
-        total = term if total is None else total + term
-    total = total * omega
-    if os_ == 1:
+    inv_R_k = inv_R[..., None]
+    ik = [inc[:, i] for i in range(3)]
+    c2t = proj(ik) * inv_R_k                                  # (R, o, C, o, K)
+    half_q2 = xp.clip((1.0 + _dot3(ik, ik)) - 2.0 * c2t, min=0.0)   # |d - i|^2
+    stol = (0.5 / lam) * xp.sqrt(half_q2)
+    F = structure_factor(xp, table, stol, g, lookup=lk)
+    term = F * xp.abs(F)                                     # sign(F) F^2
+    if polarization:
+        if plain:
+            pol = 0.5 + 0.5 * (c2t * c2t)
+        else:
+            b_in, e_in = polarization_frame(xp, inc, dg.polar)
+            pe = proj([e_in[:, i] for i in range(3)])
+            pb = proj([b_in[:, i] for i in range(3)])
+            pol = 0.5 * ((1.0 + c2t * c2t) - kahn * ((pe * pe - pb * pb) * inv_R2[..., None]))
+        term = term * pol
+    total = (term[..., 0] if term.shape[-1] == 1 else xp.sum(term, axis=-1)) * omega   # over sources
+    if total.shape[1] == 1 and total.shape[3] == 1:
         return xp.reshape(total, (total.shape[0], total.shape[2]))
     return xp.sum(xp.sum(total, axis=3), axis=1)            # over sub-fast, sub-slow
 
