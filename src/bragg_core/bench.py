@@ -208,7 +208,7 @@ def _run_case(case, argv, backends, dtypes, rounds, ref, args, keep, report) -> 
                 cmd = [sys.executable, "-m", "bragg_core", *argv, "-backend", b, "-dtype", dt, *FLAGS_OURS,
                        "-run_report", "run.json"]
                 try:
-                    m = run_measured(cmd, d, _env(args.threads, b, dt), args.timeout, run_report="run.json")
+                    m = run_measured(cmd, d, _env(args.threads), args.timeout, run_report="run.json")
                     m["loadavg_after"] = _loadavg()
                     whole[c].append(m)
                     _log(f"[{case}] whole {b} {dt}: {m['wall_s']:.3f} s, "

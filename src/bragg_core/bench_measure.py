@@ -133,7 +133,8 @@ def accuracy(test: np.ndarray, ref: np.ndarray) -> dict:
     return {"pearson_r": r, "max_abs_diff_over_max": float(np.max(np.abs(a - b))) / scale}
 
 
-def _env(threads: int, backend: str | None = None, dtype: str | None = None) -> dict:
+def _env(threads: int) -> dict:
+    """The environment of a measured process: ``threads`` threads for every library that reads one."""
     env = dict(os.environ)
     t = str(threads)
     env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, BRAGG_CORE_THREADS=t)
@@ -224,7 +225,7 @@ def run_worker(case_argv, backend, dtype, rounds, save, threads, timeout) -> dic
         with open(spec_path, "w") as fh:
             json.dump(spec, fh)
         m = run_measured([sys.executable, "-m", "bragg_core.bench", "--_worker", spec_path, result_path],
-                         d, _env(threads, backend, dtype), timeout)
+                         d, _env(threads), timeout)
         with open(result_path) as fh:
             res = json.load(fh)
     res["process_wall_s"] = m["wall_s"]
