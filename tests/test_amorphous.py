@@ -227,3 +227,48 @@ def test_a_row_larger_than_a_block_is_summed_in_bounded_pieces(monkeypatch, name
     np.testing.assert_allclose(pieces, whole, rtol=1e-12, atol=0)
     shape = (exp.detector.spixels, exp.detector.fpixels)
     assert_images_close(pieces, _reference(name, shape), r_min=0.999999, max_rel=1e-5, what=name)
+
+
+@pytest.mark.parametrize("roi", [(10, 40, 5, 30), (-5, 12, 50, 200), (0, 79, 0, 63), (50, 40, 0, 10), (90, 99, 0, 5)])
+def test_region_of_interest_is_the_only_part_evaluated(monkeypatch, roi, backend):
+    """Only the region of interest (clipped to the detector) is computed; it equals the whole image's
+    pixels there, and every pixel outside is 0."""
+    import dataclasses
+
+    import bragg_core.amorphous as am
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StolOrderWarning)
+        exp, kw, _ = build_request(CASES["water_b"])
+    whole = np.asarray(amorphous_background(exp, dtype="float64", **kw))
+    det = dataclasses.replace(exp.detector, roi=roi)
+    seen = set()
+    real = am.amorphous_tile
+
+    def spy(g, dg, sources, table, rows, cols, **k):
+        r, c = np.asarray(to_numpy(rows)), np.asarray(to_numpy(cols))
+        seen.update((int(a), int(b)) for a in r for b in c)
+        return real(g, dg, sources, table, rows, cols, **k)
+
+    monkeypatch.setattr(am, "amorphous_tile", spy)
+    image = amorphous_background(exp.replace(detector__roi=roi), backend=backend.name, device=backend.device,
+                                 dtype="float64", **kw)
+    assert_same_backend(image, backend.context("float64"), shape=whole.shape)
+    got = np.asarray(to_numpy(image))
+    x0, x1, y0, y1 = det.roi_box()
+    inside = np.zeros(whole.shape, dtype=bool)
+    inside[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
+    assert seen == {(int(s), int(f)) for s, f in zip(*np.nonzero(inside))}
+    np.testing.assert_allclose(got[inside], whole[inside], rtol=1e-12, atol=0)
+    assert np.all(got[~inside] == 0)
+    assert det.roi_pixels() == int(inside.sum())
+
+
+def test_gradient_passes_through_a_region_of_interest():
+    torch = pytest.importorskip("torch")
+
+    exp, kw, _ = build_request(["-stol", "water.stol", "-detpixels", "6", "-pixel", "5", "-distance", "60"])
+    exp = exp.replace(detector__roi=(1, 3, 2, 4))
+    t = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: amorphous_background(exp, "water", thickness_mm=t,
+                                                                   dtype="float64") * 1e-14, (t,))

@@ -153,8 +153,11 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
                                None if bs_h is not None and bs_h < 0 else A(bs) * 1e-3)
     scale = scale_factor(A(beam.fluence_photons_per_m2), n_mol, steps)
 
-    per_row = Fp * os_ * os_ * K
-    cols = g.asarray(np.arange(Fp), dtype=xp.int64)
+    # only the region of interest is evaluated; the pixels outside are 0
+    x0, x1, y0, y1 = det.roi_box()
+    n_rows, n_cols = max(0, y1 - y0 + 1), max(0, x1 - x0 + 1)
+    per_row = n_cols * os_ * os_ * K
+    cols = g.asarray(np.arange(x0, x0 + n_cols), dtype=xp.int64)
     lookup = _lookup(table)
     dtype = ctx.dtype
 
@@ -164,34 +167,48 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
                               curved=det.curved, capture=capture, lookup=lookup, sub_rows=sub_rows)
 
     def block(r0, r1):
-        rows = g.asarray(np.arange(r0, r1), dtype=xp.int64)
+        rows = g.asarray(np.arange(y0 + r0, y0 + r1), dtype=xp.int64)
         if per_row <= _TILE_ELEMENTS:
             raw = tile(rows, cols)
         else:  # one row whose samples overflow a block: pieces of columns and sub-pixel rows, summed
             raw = xp.concat([_row_in_pieces(xp, tile, rows, cols[c0:c1], c1 - c0, os_, K)
-                             for c0, c1 in _column_pieces(Fp, os_ * os_ * K)], axis=1)
+                             for c0, c1 in _column_pieces(n_cols, os_ * os_ * K)], axis=1)
         raw = raw if raw.dtype == dtype else xp.astype(raw, dtype)
         return (raw * scale,)
 
     # blocks of rows of cache size; a host image shared by forked workers where nothing carries a gradient
     host = ctx.caps.preallocated_image and not any(carries_gradient(v) for v in (*_experiment_arrays(experiment),
                                                                                  *_arrays(*params)))
-    rows_per_block = parallel.block_rows(per_row, pixels=_TILE_ELEMENTS)
-    image, = parallel.map_row_blocks(ctx, S, rows_per_block, block, ((ctx.dtype_name, (Fp,)),), host=host,
-                                     pixels=S * per_row * 16)
-
-    if det.roi is not None:
-        xmin, xmax, ymin, ymax = det.roi
-        f = np.arange(Fp)
-        s = np.arange(S)
-        keep = ((s[:, None] >= ymin) & (s[:, None] <= ymax)) & ((f[None, :] >= xmin) & (f[None, :] <= xmax))
-        if not keep.all():
-            image = ctx.xp.where(ctx.asarray(keep, dtype=ctx.xp.bool), image, ctx.xp.zeros_like(image))
+    if n_rows and n_cols:
+        rows_per_block = parallel.block_rows(per_row, pixels=_TILE_ELEMENTS)
+        image, = parallel.map_row_blocks(ctx, n_rows, rows_per_block, block, ((ctx.dtype_name, (n_cols,)),),
+                                         host=host, pixels=n_rows * per_row * 16)
+        if (n_rows, n_cols) != (S, Fp):
+            image = _place(ctx, image, (S, Fp), y0, x0)
+    else:
+        image = ctx.xp.zeros((S, Fp), dtype=ctx.dtype, device=ctx.device)
     if det.mask is not None:
         m = det.mask if hasattr(det.mask, "__array_namespace__") and not isinstance(det.mask, np.ndarray) \
             else ctx.asarray(np.asarray(det.mask, dtype=bool), dtype=ctx.xp.bool)
         image = ctx.xp.where(ctx.xp.astype(m, ctx.xp.bool), image, ctx.xp.zeros_like(image))
     return image
+
+
+def _place(ctx, part, shape, r0: int, c0: int):
+    """``part`` at (r0, c0) of a zero image of ``shape`` (joined, so a gradient passes through)."""
+    xp = ctx.xp
+    h, w = part.shape
+    H, W = shape
+
+    def zeros(n, m):
+        return xp.zeros((n, m), dtype=part.dtype, device=ctx.device)
+
+    pieces = [p for p in (zeros(h, c0) if c0 else None, part, zeros(h, W - c0 - w) if W - c0 - w else None)
+              if p is not None]
+    band = xp.concat(pieces, axis=1) if len(pieces) > 1 else part
+    rows = [p for p in (zeros(r0, W) if r0 else None, band, zeros(H - r0 - h, W) if H - r0 - h else None)
+            if p is not None]
+    return xp.concat(rows, axis=0) if len(rows) > 1 else band
 
 
 def _column_pieces(width: int, per_pixel: int):

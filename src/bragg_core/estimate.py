@@ -131,13 +131,7 @@ def estimate_run(exp: Experiment, *, dtype: str = "float64", memory_budget_bytes
     beam, det, cr = exp.beam, exp.detector, exp.crystal
     fp, sp = int(det.fpixels), int(det.spixels)
     image_pixels = fp * sp
-    if det.roi is not None:
-        xmin, xmax, ymin, ymax = det.roi
-        w = max(0, min(xmax, fp - 1) - max(xmin, 0) + 1)
-        h = max(0, min(ymax, sp - 1) - max(ymin, 0) + 1)
-        pixels = w * h
-    else:
-        pixels = image_pixels
+    pixels = det.roi_pixels()
 
     phi = phi_steps(None if cr.osc_deg is None else _host(cr.osc_deg, 0.0) * _DEG,
                     None if cr.phi_step_deg is None else _host(cr.phi_step_deg, 0.0) * _DEG, cr.phi_steps)

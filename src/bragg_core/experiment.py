@@ -329,6 +329,19 @@ class Detector:
                 f"got {tuple(getattr(self.mask, 'shape', ()))}"
             )
 
+    def roi_box(self) -> Tuple[int, int, int, int]:
+        """(x0, x1, y0, y1): the region of interest clipped to the detector, inclusive (the whole detector
+        without one; empty when x1 < x0 or y1 < y0)."""
+        if self.roi is None:
+            return 0, self.fpixels - 1, 0, self.spixels - 1
+        xmin, xmax, ymin, ymax = self.roi
+        return max(xmin, 0), min(xmax, self.fpixels - 1), max(ymin, 0), min(ymax, self.spixels - 1)
+
+    def roi_pixels(self) -> int:
+        """How many pixels :meth:`roi_box` holds."""
+        x0, x1, y0, y1 = self.roi_box()
+        return max(0, x1 - x0 + 1) * max(0, y1 - y0 + 1)
+
 
 @dataclass(frozen=True)
 class Crystal:

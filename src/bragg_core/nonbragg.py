@@ -302,7 +302,7 @@ def check_work(exp, force: bool) -> None:
 
     det = exp.detector
     os_ = int(det.oversample or 1)
-    pixels = det.fpixels * det.spixels   # every pixel is evaluated (a region of interest masks afterwards)
+    pixels = det.roi_pixels()   # the pixels evaluated: the region of interest
     n_src = estimate_run(exp).n_sources
     work = pixels * os_ * os_ * n_src
     limit = max_work_paths()
