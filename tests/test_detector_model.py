@@ -119,6 +119,40 @@ def _check_psf_case(name, backend):
     assert np.array_equal(ints[:, cols], _smv(name + ".int.img.gz", (n, n))[:, cols].astype(ints.dtype))
 
 
+@pytest.mark.parametrize("kind", ["fiber", "gauss"])
+@pytest.mark.parametrize("shape, radius", [((7, 5), 12), ((9, 30), 11), ((6, 6), 2)])
+def test_psf_wider_than_the_image_equals_the_direct_sum(kind, shape, radius):
+    """A kernel wider than the image is made and transformed only over the offsets that reach a pixel
+    (lengths H + min(R, H - 1)); the image equals the plain double sum over every pixel pair."""
+    from bragg_core.detector_model.psf import _convolve, convolve_psf, psf_kernel
+
+    img = np.random.default_rng(4).gamma(1.0, 10.0, shape)
+    H, W = shape
+    full = psf_kernel(np, kind, 1.7, radius, img)                     # (2R+1, 2R+1)
+    want = np.zeros(shape)
+    for y in range(H):          # oracle: the definition, pixel by pixel
+        for x in range(W):
+            for yy in range(H):
+                for xx in range(W):
+                    if abs(y - yy) <= radius and abs(x - xx) <= radius:
+                        want[y, x] += full[y - yy + radius, x - xx + radius] * img[yy, xx]
+    got = convolve_psf(np, img, kind, 1.7, radius)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * want.max())
+    crop = psf_kernel(np, kind, 1.7, radius, img, (min(radius, H - 1), min(radius, W - 1)))
+    assert crop.shape == (2 * min(radius, H - 1) + 1, 2 * min(radius, W - 1) + 1)
+    np.testing.assert_array_equal(crop, full[radius - (crop.shape[0] - 1) // 2:radius + (crop.shape[0] + 1) // 2,
+                                             radius - (crop.shape[1] - 1) // 2:radius + (crop.shape[1] + 1) // 2])
+    ctx = get_context(dtype="float64")
+
+    class NoFFT:  # the tap-sum fallback, on the cropped kernel
+        def __getattr__(self, name):
+            if name == "fft":
+                raise AttributeError(name)
+            return getattr(ctx.xp, name)
+
+    np.testing.assert_allclose(_convolve(NoFFT(), img, crop), want, rtol=1e-10, atol=1e-12 * want.max())
+
+
 def test_psf_float32_and_direct_sum_agree_with_fft():
     from bragg_core.detector_model.psf import _convolve, psf_kernel
 

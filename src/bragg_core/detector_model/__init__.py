@@ -37,7 +37,7 @@ from .._backend import Context, carries_gradient, geometry_context, get_context,
 from ..engine import parallel
 from .counter_rng import STREAMS, normal, normal_pair, pixel_base
 from .poisson import poisson
-from .psf import _convolve, auto_radius, gauss_rows, gauss_weights, lost_fraction, psf_kernel, separable
+from .psf import auto_radius, convolve_psf, gauss_rows, gauss_weights, lost_fraction, separable
 
 __all__ = ["DetectorModel", "DetectorImage", "apply_detector_model", "pixel_noise", "detector_pixel_index"]
 
@@ -281,7 +281,7 @@ def apply_detector_model(image, model: DetectorModel, *, dtype: Any = None, pixe
     else:
         p = photons if pscale is None else photons * pscale
         positive = xp.where(p > 0, p, xp.zeros_like(p)) if clip else p
-        conv = _convolve(xp, positive, psf_kernel(xp, model.psf, fwhm_px, radius, p), radius) + lost
+        conv = convolve_psf(xp, positive, model.psf, fwhm_px, radius) + lost
         out = run(lambda r0, r1: finish(r0, r1, conv[r0:r1, :]), final_out, rows, 2)
     photons, adu, counts, over = out
     return DetectorImage(counts, adu, photons, xp.sum(over))

@@ -30,8 +30,8 @@ import math
 
 from .._backend import host_scalar, is_lazy
 
-__all__ = ["erf", "psf_kernel", "auto_radius", "apply_psf", "FIBER_G_PER_FWHM", "MAX_TAP_RADIUS", "gauss_weights",
-           "gauss_rows", "separable"]
+__all__ = ["erf", "psf_kernel", "convolve_psf", "auto_radius", "apply_psf", "FIBER_G_PER_FWHM", "MAX_TAP_RADIUS",
+           "gauss_weights", "gauss_rows", "separable"]
 
 FIBER_G_PER_FWHM = 0.652383013252053
 _C = 2.0 * math.sqrt(math.log(2.0))
@@ -116,25 +116,33 @@ def gauss_rows(xp, image, e, radius: int, r0: int, r1: int, scale=None, clip: bo
     return out
 
 
-def psf_kernel(xp, kind: str, fwhm_px, radius: int, like):
-    """(2R+1, 2R+1) kernel (rows dy, columns dx) in the dtype/device of ``like``."""
-    d = xp.astype(xp.arange(-radius, radius + 1, device=_dev(like)), like.dtype)
+def psf_kernel(xp, kind: str, fwhm_px, radius: int, like, extent: tuple[int, int] | None = None):
+    """The kernel (rows dy, columns dx) in the dtype/device of ``like``: (2R+1, 2R+1), or its central
+    (2 ry + 1, 2 rx + 1) part for ``extent`` = (ry, rx) (ry, rx <= R; the disk is still the one of radius R)."""
+    ry, rx = (radius, radius) if extent is None else extent
+    dev = _dev(like)
+
+    def offsets(r):
+        return xp.astype(xp.arange(-r, r + 1, device=dev), like.dtype)
+
+    dy, dx = offsets(ry), offsets(rx)
     if kind == "gauss":
-        edges = xp.astype(xp.arange(-radius, radius + 2, device=_dev(like)), like.dtype) - 0.5
-        E = erf(xp, _C * edges / fwhm_px)   # erf at the 2R+2 pixel edges, once (one array: one Dask chunk)
-        e = E[1:] - E[:-1]
-        k = 0.25 * e[:, None] * e[None, :]
+        def axis(r):  # erf at the 2r+2 pixel edges, once (one array: one Dask chunk)
+            E = erf(xp, _C * (xp.astype(xp.arange(-r, r + 2, device=dev), like.dtype) - 0.5) / fwhm_px)
+            return E[1:] - E[:-1]
+
+        k = 0.25 * axis(ry)[:, None] * axis(rx)[None, :]
     elif kind == "fiber":
         g = fwhm_px * FIBER_G_PER_FWHM
 
         def F(x, y):
             return xp.atan((x * y) / (g * xp.sqrt(g * g + x * x + y * y))) / (2.0 * math.pi)
 
-        y, x = d[:, None], d[None, :]
+        y, x = dy[:, None], dx[None, :]
         k = F(x + 0.5, y + 0.5) - F(x + 0.5, y - 0.5) - F(x - 0.5, y + 0.5) + F(x - 0.5, y - 0.5)
     else:
         raise ValueError(f"unknown PSF kind {kind!r}; use 'gauss' or 'fiber'")
-    r2 = d[:, None] * d[:, None] + d[None, :] * d[None, :]
+    r2 = dy[:, None] * dy[:, None] + dx[None, :] * dx[None, :]
     return xp.where(r2 > float(radius * radius), xp.zeros_like(k), k)
 
 
@@ -162,30 +170,62 @@ def _dev(x):
     return device_of(x)
 
 
-def _convolve(xp, img, kernel, radius: int):
-    """'same'-size linear convolution with zero padding."""
+def _fast_length(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n (a transform length every FFT library does quickly)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def convolve_psf(xp, img, kind: str, fwhm_px, radius: int):
+    """'same'-size convolution of ``img`` with the PSF of radius R, zero padding: the kernel's offsets
+    beyond the image's own size (|dy| >= H, |dx| >= W) reach no pixel, so only its central part is made."""
     H, W = img.shape
-    n = 2 * radius + 1
+    extent = (min(radius, H - 1), min(radius, W - 1))
+    return _convolve(xp, img, psf_kernel(xp, kind, fwhm_px, radius, img, extent))
+
+
+def _convolve(xp, img, kernel, radius: int | None = None):
+    """'same'-size linear convolution of ``img`` with a (2 ry + 1, 2 rx + 1) kernel, zero padding.
+
+    By FFT, on lengths of at least H + ry and W + rx (the circular
+    convolution's wrap-around then falls outside the rows and columns kept).
+    ``radius`` is not needed (the kernel's shape gives ry and rx).
+    """
+    H, W = img.shape
+    ry, rx = (int(kernel.shape[0]) - 1) // 2, (int(kernel.shape[1]) - 1) // 2
     fft = getattr(xp, "fft", None)
     if fft is not None and hasattr(fft, "rfftn"):
-        Hp, Wp = H + n - 1, W + n - 1
+        Hp, Wp = _fast_length(H + ry), _fast_length(W + rx)
         try:
             spec = fft.rfftn(img, s=(Hp, Wp), axes=(0, 1)) * fft.rfftn(kernel, s=(Hp, Wp), axes=(0, 1))
         except ValueError:  # an FFT that refuses these arrays (Dask along a chunked axis): the tap sum below
             spec = None
         if spec is not None:
-            full = fft.irfftn(spec, s=(Hp, Wp), axes=(0, 1))[radius:radius + H, radius:radius + W]
+            full = fft.irfftn(spec, s=(Hp, Wp), axes=(0, 1))[ry:ry + H, rx:rx + W]
             # a non-negative image and kernel give a non-negative result: drop the transform's rounding below 0
             return xp.where(full < 0, xp.zeros_like(full), full)
     # no FFT in this namespace: a sum over the kernel taps of shifted copies of the padded image
-    zr = xp.zeros((radius, W), dtype=img.dtype, device=_dev(img))
-    p = xp.concat([zr, img, zr], axis=0)
-    zc = xp.zeros((H + 2 * radius, radius), dtype=img.dtype, device=_dev(img))
-    p = xp.concat([zc, p, zc], axis=1)
+    p = img
+    if ry:
+        zr = xp.zeros((ry, W), dtype=img.dtype, device=_dev(img))
+        p = xp.concat([zr, p, zr], axis=0)
+    if rx:
+        zc = xp.zeros((H + 2 * ry, rx), dtype=img.dtype, device=_dev(img))
+        p = xp.concat([zc, p, zc], axis=1)
     out = xp.zeros_like(img)
-    for dy in range(n):  # kernel taps, not pixels
-        for dx in range(n):
-            out = out + kernel[dy, dx] * p[n - 1 - dy:n - 1 - dy + H, n - 1 - dx:n - 1 - dx + W]
+    for dy in range(2 * ry + 1):  # kernel taps, not pixels
+        for dx in range(2 * rx + 1):
+            out = out + kernel[dy, dx] * p[2 * ry - dy:2 * ry - dy + H, 2 * rx - dx:2 * rx - dx + W]
     return out
 
 
@@ -214,6 +254,6 @@ def apply_psf(xp, image, kind: str, fwhm_px, radius: int = 0):
         out = gauss_rows(xp, positive, gauss_weights(xp, fwhm_px, radius, image), radius, 0, image.shape[0],
                          clip=False)
     else:
-        out = _convolve(xp, positive, psf_kernel(xp, kind, fwhm_px, radius, image), radius)
+        out = convolve_psf(xp, positive, kind, fwhm_px, radius)
     lost = xp.sum(positive) * lost_fraction(xp, kind, fwhm_px, radius)
     return out + lost / float(image.shape[0] * image.shape[1])
