@@ -184,7 +184,10 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
         image, = parallel.map_row_blocks(ctx, n_rows, rows_per_block, block, ((ctx.dtype_name, (n_cols,)),),
                                          host=host, pixels=n_rows * per_row * 16)
         if (n_rows, n_cols) != (S, Fp):
-            image = _place(ctx, image, (S, Fp), y0, x0)
+            from .engine.render import pad_to_detector
+
+            image = pad_to_detector(ctx.xp, image, (x0, x1, y0, y1), (Fp, S),
+                                    lambda shape: ctx.xp.zeros(shape, dtype=image.dtype, device=ctx.device))
     else:
         image = ctx.xp.zeros((S, Fp), dtype=ctx.dtype, device=ctx.device)
     if det.mask is not None:
@@ -192,23 +195,6 @@ def amorphous_background(experiment: Experiment, material: Any = "water", *, thi
             else ctx.asarray(np.asarray(det.mask, dtype=bool), dtype=ctx.xp.bool)
         image = ctx.xp.where(ctx.xp.astype(m, ctx.xp.bool), image, ctx.xp.zeros_like(image))
     return image
-
-
-def _place(ctx, part, shape, r0: int, c0: int):
-    """``part`` at (r0, c0) of a zero image of ``shape`` (joined, so a gradient passes through)."""
-    xp = ctx.xp
-    h, w = part.shape
-    H, W = shape
-
-    def zeros(n, m):
-        return xp.zeros((n, m), dtype=part.dtype, device=ctx.device)
-
-    pieces = [p for p in (zeros(h, c0) if c0 else None, part, zeros(h, W - c0 - w) if W - c0 - w else None)
-              if p is not None]
-    band = xp.concat(pieces, axis=1) if len(pieces) > 1 else part
-    rows = [p for p in (zeros(r0, W) if r0 else None, band, zeros(H - r0 - h, W) if H - r0 - h else None)
-            if p is not None]
-    return xp.concat(rows, axis=0) if len(rows) > 1 else band
 
 
 def _column_pieces(width: int, per_pixel: int):

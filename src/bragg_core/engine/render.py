@@ -136,7 +136,7 @@ def finish_block(setup, ctx, block, roi, zeros, prealloc):
         block = xp.where(m, block, xp.zeros_like(block))
     if (W, H) == (fp, sp):
         return block
-    return _pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp), zeros)
+    return pad_to_detector(xp, block, (x0, x1, y0, y1), (fp, sp), zeros)
 
 
 def render_mapped(k: KernelInputs, plan, origin, progress):
@@ -189,8 +189,9 @@ def assemble_tiles(xp, tiles, H):
     return xp.concat(tiles, axis=0) if len(tiles) > 1 else tiles[0]
 
 
-def _pad_to_detector(xp, block, roi, size, zeros):
-    """Place the region-of-interest block into a zero image of the whole detector."""
+def pad_to_detector(xp, block, roi, size, zeros):
+    """Place the region-of-interest block (roi = (x0, x1, y0, y1), inclusive) into a zero image of the whole
+    detector (size = (fast, slow) pixels); ``zeros(shape)`` makes the zero parts (joined: gradients pass)."""
     x0, x1, y0, y1 = roi
     fp, sp = size
     H = block.shape[0]
@@ -210,5 +211,5 @@ def _pad_to_detector(xp, block, roi, size, zeros):
     return xp.concat(vparts, axis=0) if len(vparts) > 1 else rows
 
 
-__all__ = ["render", "render_detailed", "render_mapped", "assemble_tiles", "finish_block", "RenderInfo", "ImageStats",
-           "image_stats"]
+__all__ = ["render", "render_detailed", "render_mapped", "assemble_tiles", "finish_block", "pad_to_detector",
+           "RenderInfo", "ImageStats", "image_stats"]
