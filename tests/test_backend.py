@@ -256,3 +256,25 @@ def test_import_is_light():
         """
     )
     assert float(out) < 1.0, f"import bragg_core took {float(out):.2f} s"
+
+
+def test_take_rows_equals_take_on_every_backend(backend):
+    from bragg_core._backend import take_rows
+
+    ctx = backend.context("float64")
+    table = ctx.asarray(np.arange(12.0).reshape(6, 2) ** 1.5)
+    idx = ctx.asarray(np.array([5, 0, 3, 3, 1], dtype=np.int64), dtype=ctx.xp.int64)
+    got = take_rows(ctx.xp, table, idx)
+    assert_same_backend(got, ctx, shape=(5, 2))
+    np.testing.assert_array_equal(to_numpy(got), np.asarray(to_numpy(ctx.xp.take(table, idx, axis=0))))
+    np.testing.assert_array_equal(to_numpy(got), (np.arange(12.0).reshape(6, 2) ** 1.5)[[5, 0, 3, 3, 1]])
+
+
+def test_take_rows_passes_gradients_on_torch():
+    torch = pytest.importorskip("torch")
+    from bragg_core._backend import get_context, take_rows
+
+    x = torch.arange(5.0, dtype=torch.float64, requires_grad=True)
+    xp = get_context(x).xp
+    take_rows(xp, x, torch.tensor([4, 4, 0])).sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 0.0, 0.0, 2.0]

@@ -36,7 +36,7 @@ from the pieces.
 from __future__ import annotations
 
 # Names outside __all__ are imported by other modules (or tests) all the same.
-from .arrays import BackendError, backend_name, device_of, is_host_array, is_lazy, is_scalar, namespace_of
+from .arrays import BackendError, backend_name, device_of, is_host_array, is_lazy, is_scalar, namespace_of, take_rows
 from .arrays import _compat as _compat
 from .arrays import _is_array as _is_array
 from .arrays import values_readable as values_readable
@@ -72,4 +72,5 @@ __all__ = [
     "Capabilities",
     "geometry_context",
     "enable_float64",
+    "take_rows",
 ]

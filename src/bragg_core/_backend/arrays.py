@@ -90,6 +90,25 @@ def backend_name(xp: Any) -> str:
     return getattr(xp, "__name__", type(xp).__name__)
 
 
+_INDEX_SELECT: dict = {}
+
+
+def take_rows(xp: Any, x: Any, indices: Any) -> Any:
+    """``xp.take(x, indices, axis=0)`` for 1-D integer ``indices`` that are never negative.
+
+    On torch this calls ``index_select`` directly: array_api_compat's ``take``
+    first maps negative indices (a compare, an add and a select over the
+    indices: three more passes), which indices known to be >= 0 do not need.
+    """
+    fn = _INDEX_SELECT.get(id(xp))
+    if fn is None:
+        fn = _INDEX_SELECT[id(xp)] = (getattr(xp, "index_select", None) or False) \
+            if backend_name(xp) == "torch" else False
+    if fn:
+        return fn(x, 0, indices)
+    return xp.take(x, indices, axis=0)
+
+
 def namespace_of(*values: Any):
     """Return ``(xp, device)`` of the arrays among ``values``.
 

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import math
 
+from .._backend import take_rows
+
 __all__ = ["GAMMA", "stream_key", "pixel_base", "bits", "uniform", "uniform_pair", "normal", "normal_pair",
            "STREAMS"]
 
@@ -165,7 +167,7 @@ def _box_muller_parts(xp, base, key: int, dtype):
     C, S = _tables(xp, delta)
     if arc.dtype != xp.int64:
         arc = xp.astype(arc, xp.int64)                      # an index of the platform's type: two takes
-    return r, xp.take(C, arc, axis=0), xp.take(S, arc, axis=0), cm1, sn
+    return r, take_rows(xp, C, arc), take_rows(xp, S, arc), cm1, sn
 
 
 def normal_pair(xp, base, seed: int, stream: int, shot: int, draw: int, dtype):

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from .._backend import is_lazy, values_readable
+from .._backend import is_lazy, take_rows, values_readable
 from .counter_rng import STREAMS, normal, normal_pair, stream_key, uniform, uniform_pair
 
 __all__ = ["poisson", "log_factorial", "SMALL_MEAN", "NORMAL_MEAN", "MAX_ROUNDS", "MAX_STEPS"]
@@ -50,7 +50,7 @@ def log_factorial(xp, k, table):
     inv2 = inv * inv
     stirling = (xs - 0.5) * xp.log(xs) - xs + _HALF_LOG_2PI + inv * (1.0 / 12 - inv2 * (1.0 / 360 - inv2 / 1260))
     idx = xp.astype(xp.where(big, xp.zeros_like(k), k), xp.int64)   # k < 32 where the table is read
-    return xp.where(big, stirling, xp.take(table, idx, axis=0))
+    return xp.where(big, stirling, take_rows(xp, table, idx))
 
 
 _INV_CHUNK = 4  # inversion steps between checks for pixels still searching
@@ -74,7 +74,7 @@ def _inversion_eager(xp, u, lam, p, cdf, count, n0: int = 1):
     still = cdf < u
     idx = xp.nonzero(still)[0]
     if idx.shape[0]:
-        sub = [xp.take(x, idx, axis=0) for x in (u, lam, p, cdf, count)]
+        sub = [take_rows(xp, x, idx) for x in (u, lam, p, cdf, count)]
         count[still] = _inversion_eager(xp, *sub, n1)
     return count
 
@@ -120,7 +120,7 @@ def _ptrs_round(xp, ll, bb, key: int, table, compact: bool):
     if not idx.shape[0]:
         return kk, quick
     accept = xp.asarray(quick, copy=True)
-    at = [xp.take(x, idx, axis=0) for x in (V, us, kk, ll, a, b)]  # one index, six takes: cheaper than masks
+    at = [take_rows(xp, x, idx) for x in (V, us, kk, ll, a, b)]  # one index, six takes: cheaper than masks
     accept[need] = _full_test(xp, *at, table)
     return kk, accept
 

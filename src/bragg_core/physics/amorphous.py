@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import take_rows
 from ..geometry.vectors import rotate_axis
 from ..io.stol import StolTable
 from ..units import AVOGADRO, R_E_SQR_M2
@@ -71,7 +72,7 @@ def _searchsorted_right(xp, table, x):
     hi = lo + n
     for _ in range(max(1, math.ceil(math.log2(n + 1)))):  # bisection steps, not pixels
         mid = (lo + hi) // 2
-        go_right = xp.take(table, xp.clip(mid, 0, n - 1), axis=0) <= x
+        go_right = take_rows(xp, table, xp.clip(mid, 0, n - 1)) <= x
         lo = xp.where(go_right & (mid < hi), mid + 1, lo)
         hi = xp.where(go_right, hi, mid)
     return lo
@@ -161,9 +162,9 @@ def row_lookup(xp, lk: Lookup, arrs, s):
     pos = xp.floor((s - lk.x0) * lk.inv_h)
     pos = xp.where(pos == pos, pos, xp.zeros_like(pos))   # a NaN argument reads row 0 (and stays NaN), never
     cell = xp.astype(xp.clip(pos, 0.0, float(lk.cells - 1)), xp.int64)   # an index out of the guide
-    g = xp.take(arrs["guide"], cell, axis=0)
-    up = xp.astype(s >= xp.take(arrs["next_row"], cell, axis=0), xp.int64)
-    down = xp.astype(s < xp.take(arrs["this_row"], cell, axis=0), xp.int64)
+    g = take_rows(xp, arrs["guide"], cell)
+    up = xp.astype(s >= take_rows(xp, arrs["next_row"], cell), xp.int64)
+    down = xp.astype(s < take_rows(xp, arrs["this_row"], cell), xp.int64)
     return xp.clip(g + up - down, 0, int(lk.x.size))   # s = +inf: all rows (the last cell's sentinel is inf)
 
 
@@ -175,11 +176,11 @@ def structure_factor(xp, table: StolTable, stol_per_m, g, lookup: Lookup | None 
     shape = stol_per_m.shape
     s = xp.reshape(stol_per_m, (-1,))
     row = row_lookup(xp, lk, arrs, s)                      # i + 1 for s_i <= s < s_(i+1)
-    t = s - xp.take(arrs["origin"], row, axis=0)
+    t = s - take_rows(xp, arrs["origin"], row)
     C = arrs["c"]
-    F = xp.take(C[3], row, axis=0)
+    F = take_rows(xp, C[3], row)
     for k in (2, 1, 0):
-        F = F * t + xp.take(C[k], row, axis=0)
+        F = F * t + take_rows(xp, C[k], row)
     return xp.reshape(F, shape)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._backend import get_context
+from .._backend import get_context, take_rows
 
 __all__ = ["fcalc_amplitudes", "amplitudes_on_grid", "DEFAULT_MEMORY_BUDGET_BYTES"]
 
@@ -96,7 +96,7 @@ def fcalc_amplitudes(xyz_frac, B_A2, occupancy, fprime, fdoubleprime, *, element
             sn = xp.sum(xp.sin(phase), axis=1)
             w = q[a0:a1] * xp.exp(-Bf[a0:a1] * st[:, None])        # (r, a)
             fr = xp.take(f_real, e, axis=1) * w                    # (r, a)
-            fi = xp.take(fpp, e, axis=0) * w
+            fi = take_rows(xp, fpp, e) * w
             tile = (xp.sum(fr * cs, axis=1), xp.sum(fr * sn, axis=1),
                     xp.sum(fi * cs, axis=1), xp.sum(fi * sn, axis=1))
             sums = tile if sums is None else tuple(u + v for u, v in zip(sums, tile))
@@ -129,4 +129,4 @@ def amplitudes_on_grid(F_plus, F_minus, index, shape):
     xp = ctx.xp
     vals = xp.concat([F_plus, F_minus, xp.zeros((1,), dtype=F_plus.dtype, device=ctx.device)], axis=0)
     idx = ctx.asarray(index, dtype=xp.int64)
-    return xp.reshape(xp.take(vals, idx, axis=0), tuple(int(n) for n in shape))
+    return xp.reshape(take_rows(xp, vals, idx), tuple(int(n) for n in shape))

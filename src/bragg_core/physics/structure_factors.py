@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._backend import is_scalar
+from .._backend import is_scalar, take_rows
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def nearest(xp, grid, hkl0, default_F):
     ol, il = _offsets(xp, grid, hkl0[..., 2], 2, None)
     flat_idx = _flat_index(xp, grid, oh, ok, ol)
     shape = flat_idx.shape
-    vals = xp.reshape(xp.take(grid.flat, xp.reshape(flat_idx, (-1,)), axis=0), shape)
+    vals = xp.reshape(take_rows(xp, grid.flat, xp.reshape(flat_idx, (-1,))), shape)
     inside = ih & ik & il
     return xp.where(inside, vals, _filled(xp, vals, default_F))
 
@@ -101,7 +101,7 @@ def tricubic(xp, grid, hkl):
     nh, nk, nl = grid.shape
     flat = (idx[0][..., :, None, None] * nk + idx[1][..., None, :, None]) * nl + idx[2][..., None, None, :]
     shape = flat.shape
-    vals = xp.reshape(xp.take(grid.flat, xp.reshape(flat, (-1,)), axis=0), shape)
+    vals = xp.reshape(take_rows(xp, grid.flat, xp.reshape(flat, (-1,))), shape)
     vals = xp.sum(vals * w[2][..., None, None, :], axis=-1)
     vals = xp.sum(vals * w[1][..., None, :], axis=-1)
     return xp.sum(vals * w[0], axis=-1)
