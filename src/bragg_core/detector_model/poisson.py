@@ -217,12 +217,15 @@ def poisson(xp, mean, base, seed: int, shot: int, approx=None):
             out = xp.where(large, _ptrs(xp, ll, base, seed, shot, False, readable), out)
         return out
     # eager backends: work on the pixels of each regime only (boolean indexing)
+    any_large, any_huge = bool(xp.any(large)), bool(xp.any(huge))
+    if not any_large and not any_huge:  # means below 10 only (a background): no masks (a mean <= 0 gives 0)
+        return _inversion(xp, lam, base, key0, True)
     out = xp.zeros_like(lam)
     if bool(xp.any(small)):
         out[small] = _inversion(xp, lam[small], base[small], key0, True)
-    if bool(xp.any(large)):
+    if any_large:
         out[large] = _ptrs(xp, lam[large], base[large], seed, shot, True)
-    if bool(xp.any(huge)):
+    if any_huge:
         n = approx[huge] if approx is not None else approx_normal(xp, base[huge], seed, shot, mean.dtype)
         out[huge] = _normal_approx(lam[huge], n, xp)
     return out
