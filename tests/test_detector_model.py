@@ -435,3 +435,20 @@ def test_poisson_on_concrete_jax_arrays_equals_the_traced_bound_loops():
         concrete = np.asarray(poisson(xj, jnp.asarray(mean), base_j, 7, 2))
         assert np.array_equal(concrete, traced), name
         assert np.mean(concrete != want) <= 1e-3 and np.max(np.abs(concrete - want)) <= 1, name
+
+
+def test_poisson_of_means_all_below_ten_equals_the_masked_regimes():
+    """An image whose means are all below 10 skips the regime masks; each pixel's count is the one the
+    masked path gives it (the same pixels beside a mean of 50 and one of 2e6), and means <= 0 or NaN give 0."""
+    from bragg_core.detector_model.counter_rng import pixel_base
+    from bragg_core.detector_model.poisson import poisson
+
+    xp = get_context(dtype="float64").xp
+    rng = np.random.default_rng(11)
+    small = np.concatenate([rng.uniform(0, 9.99, 20000), [0.0, -3.0, np.nan, 1e-300]])
+    mixed = np.concatenate([small, [50.0, 2e6]])
+    base = pixel_base(xp, np.arange(mixed.size, dtype=np.int64))
+    fast = np.asarray(poisson(xp, small, base[:small.size], 5, 1))
+    masked = np.asarray(poisson(xp, mixed, base, 5, 1))
+    np.testing.assert_array_equal(fast, masked[:small.size])
+    assert np.all(fast[-4:-1] == 0) and fast.dtype == np.float64
