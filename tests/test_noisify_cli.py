@@ -152,3 +152,18 @@ def test_bench_detector_scales_the_noise_image_to_a_median(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench_detector.main(["--size", "24", "--median-photons", "0"])
     assert e.value.code == 2 and "--median-photons" in capsys.readouterr().err
+
+
+def test_bench_detector_takes_a_device(tmp_path, capsys):
+    from bragg_core import bench_detector
+
+    out = tmp_path / "b.json"
+    assert bench_detector.main(["--size", "16", "--rounds", "1", "--device", "cpu", "--json", str(out)]) == 0
+    import json
+
+    assert json.loads(out.read_text())["rows"][0]["device"] == "cpu"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:   # a device this numpy cannot have: one line, status 2
+        bench_detector.main(["--size", "16", "--rounds", "1", "--device", "cuda:7"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--device" in err and "Traceback" not in err

@@ -1,6 +1,6 @@
 """Timing of the background and detector model against the Bragg render and the reference companions.
 
-``python -m bragg_core.bench_detector [--size 4096] [--backends numpy,torch] [--dtype float64]
+``python -m bragg_core.bench_detector [--size 4096] [--backends numpy,torch] [--device cuda] [--dtype float64]
 [--median-photons M] [--reference-dir DIR] [--rounds 2] [--json FILE]``
 
 For each backend it times, in one process and after one warm-up call, the
@@ -56,7 +56,8 @@ def _best(fn, rounds: int):
     return min(times)
 
 
-def run_backend(name: str, size: int, dtype: str, rounds: int, median_photons: float | None = None) -> dict:
+def run_backend(name: str, size: int, dtype: str, rounds: int, median_photons: float | None = None,
+                device: str | None = None) -> dict:
     from . import simulate
     from ._backend import enable_float64, get_context, to_numpy
     from .amorphous import amorphous_background
@@ -64,16 +65,17 @@ def run_backend(name: str, size: int, dtype: str, rounds: int, median_photons: f
 
     enable_float64(name, dtype)
     exp = _experiment(size)
-    ctx = get_context(backend=name, dtype=dtype)
-    out: dict = {"backend": name, "dtype": dtype, "size": size}
+    ctx = get_context(backend=name, device=device, dtype=dtype)
+    out: dict = {"backend": name, "device": str(ctx.device), "dtype": dtype, "size": size}
     holder: dict = {}
 
     def render():
-        holder["bragg"] = simulate(exp, backend=name, dtype=dtype).image
+        holder["bragg"] = simulate(exp, backend=name, device=device, dtype=dtype).image
         _sync(holder["bragg"])
 
     def background():
-        holder["bg"] = amorphous_background(exp, "water", thickness_mm=0.1, backend=name, dtype=dtype)
+        holder["bg"] = amorphous_background(exp, "water", thickness_mm=0.1, backend=name, device=device,
+                                            dtype=dtype)
         _sync(holder["bg"])
 
     psf_model = DetectorModel(psf="gauss", psf_fwhm_um=100.0, psf_radius=4, noise=False)
@@ -136,6 +138,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bragg_core.bench_detector", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--backends", default="numpy")
+    p.add_argument("--device", default=None, help="the backends' device, e.g. cuda (default: each one's own)")
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--median-photons", type=float, default=None,
@@ -143,12 +146,17 @@ def main(argv=None) -> int:
     p.add_argument("--reference-dir", default=None, help="folder holding nonBragg and noisify binaries")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
+    from ._backend import BackendError
+
     if a.median_photons is not None and not a.median_photons > 0:
         p.error("--median-photons must be a positive number of photons")
     rows = []
     image = None
     for name in [b.strip() for b in a.backends.split(",") if b.strip()]:
-        r = run_backend(name, a.size, a.dtype, a.rounds, a.median_photons)
+        try:
+            r = run_backend(name, a.size, a.dtype, a.rounds, a.median_photons, a.device)
+        except BackendError as exc:
+            p.error(f"--backends/--device: {exc}")
         image = r.pop("_image")
         rows.append(r)
     ref = run_reference(a.reference_dir, a.size, image) if a.reference_dir else {}
@@ -156,7 +164,8 @@ def main(argv=None) -> int:
     print(f"{a.size}^2 {a.dtype}, best of {a.rounds} after a warm-up (seconds){scaled}")
     print("backend  bragg  background  psf  noise  bg+psf+noise  (bg+psf+noise)/bragg")
     for r in rows:
-        print(f"{r['backend']:8s} {r['bragg_s']:.3f}  {r['background_s']:.3f}  {r['psf_s']:.3f}  {r['noise_s']:.3f}  "
+        name = r["backend"] + ("" if r["device"] == "cpu" else ":" + r["device"])
+        print(f"{name:8s} {r['bragg_s']:.3f}  {r['background_s']:.3f}  {r['psf_s']:.3f}  {r['noise_s']:.3f}  "
               f"{r['detector_total_s']:.3f}  {r['detector_total_s'] / r['bragg_s']:.2f}")
     if ref:
         print("reference (1 thread): " + "  ".join(f"{k} {v:.3f}" for k, v in ref.items()))
