@@ -37,6 +37,15 @@ def read_text(path: str | os.PathLike) -> str:
         return as_text(fh.read())
 
 
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path``; an unreadable file is an :class:`OSError` whose message names it."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
+
+
 def lines(text: str):
     """Yield ``(line_number, line)`` with 1-based numbers; only ``\\n`` ends a line."""
     for number, line in enumerate(text.split("\n"), start=1):

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._text import read_bytes
+
 __all__ = ["GeomFormatError", "GeomContents", "parse_geom", "read_geom", "read_geom_contents",
            "crystfel_to_lab"]
 
@@ -204,11 +206,7 @@ def parse_geom(text: str, path: str = "<geom>") -> GeomContents:
 
 
 def read_geom_contents(path: str) -> GeomContents:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
+    raw = read_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ._dials_frame import LAB_TO_DIALS, _unit, dials_to_lab
+from ._text import read_bytes
 
 __all__ = ["ExptFormatError", "ExptContents", "parse_expt", "read_expt", "expt_reciprocal_vectors"]
 
@@ -348,11 +349,7 @@ def parse_expt(doc: Any, path: str = "<expt>", base=None, experiment_index: int 
 
 def read_expt(path: str, base=None, experiment_index: int = 0) -> ExptContents:
     """Read a DIALS experiment list (``.expt``); errors name the file and the field."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
+    raw = read_bytes(path)
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
